@@ -135,8 +135,24 @@ def classify(status: int, reason: str | None) -> Verdict:
     """The verdict for an answer; an unknown reason is a permanent rejection."""
     if status == 200:
         return Verdict.DELIVERED
-    if reason is not None and reason in Reason.__members__.values():
-        return _VERDICTS.get(Reason(reason), Verdict.PERMANENT)
-    if status in (500, 503):
-        return Verdict.RETRIABLE
-    return Verdict.PERMANENT
+    if reason is None:
+        # No body to read (a proxy in between, say): only the status can tell.
+        return Verdict.RETRIABLE if status in (500, 503) else Verdict.PERMANENT
+    try:
+        known = Reason(reason)
+    except ValueError:
+        return Verdict.PERMANENT
+    return _VERDICTS.get(known, Verdict.PERMANENT)
+
+
+class LocalReason(enum.StrEnum):
+    """Reasons the connector gives itself, for requests Apple never answered."""
+
+    # The record on the requests topic could not be decoded; `detail` says why.
+    MALFORMED_REQUEST = "MalformedRequest"
+    # No app in the settings has the request's topic.
+    UNKNOWN_TOPIC = "UnknownTopic"
+    # Sending failed (connection, timeout) on every attempt.
+    DELIVERY_FAILED = "DeliveryFailed"
+    # The request's expiration had passed before it could be sent.
+    EXPIRED = "Expired"

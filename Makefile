@@ -1,0 +1,45 @@
+# The two commands: `make demo` and `make test`. Everything else supports them.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+
+.PHONY: setup demo test lint format kafka clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || test -x $(UV) || python3 -m pip install --quiet --user uv
+	$(UV) sync --frozen --extra dev --quiet
+	touch $@
+
+demo: setup
+	$(PY) -m connector.kafka.broker fetch
+	$(PY) -m connector.demo
+
+test: setup lint helm-check
+	$(PY) -m connector.kafka.broker fetch
+	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check connector tests
+	$(VENV)/bin/ruff format --check connector tests
+	$(VENV)/bin/mypy
+
+format: setup
+	$(VENV)/bin/ruff format connector tests
+	$(VENV)/bin/ruff check --fix connector tests
+
+# Fetch the Kafka jars into the cache outside the clone (done by demo and test too).
+kafka: setup
+	$(PY) -m connector.kafka.broker fetch
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# The Helm chart: lint --strict, render with the default and ci/ values, validate every
+# manifest offline against the Kubernetes schemas, and check that bad values are refused.
+# The first run builds the pinned helm into the cache outside the clone.
+.PHONY: helm-check
+helm-check: setup
+	PYTHON=$(PY) bash helm/check.sh

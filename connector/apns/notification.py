@@ -1,0 +1,120 @@
+"""Turning a request into exactly what goes to Apple, checked before it is sent.
+
+Nothing Apple would refuse for its form leaves the connector: a malformed token, a
+payload over the size limit or a collapse id that is too long is rejected here, with a
+reason that names the field and the rule.
+"""
+
+from __future__ import annotations
+
+import string
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from connector.apns.push_types import (
+    DEVICE_PATH_PREFIX,
+    MAX_COLLAPSE_ID_BYTES,
+    Header,
+    PushType,
+    apns_topic,
+    max_payload_bytes,
+)
+from connector.apns.reasons import Reason
+from connector.events import NotificationRequest
+
+# apns-id is derived from the request id, so a resend carries the same apns-id.
+APNS_ID_NAMESPACE = uuid.UUID("6f1c1d2e-8f43-4d55-9a5c-2b7c0f3e9a10")
+PRIORITIES = frozenset({1, 5, 10})
+_HEX = frozenset(string.hexdigits.lower())
+_body_encoder = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A request ready to send: the path, the headers and the body bytes."""
+
+    device_token: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    apns_id: str
+
+    def __repr__(self) -> str:
+        return f"Notification(apns_id={self.apns_id!r}, body_bytes={len(self.body)})"
+
+
+@dataclass(frozen=True, slots=True)
+class LocalRejection:
+    """Why a request was refused before reaching Apple."""
+
+    reason: Reason
+    detail: str
+
+
+def normalise_token(raw: str) -> str:
+    """The token as Apple wants it: lowercase hex, without spaces or brackets."""
+    return raw.strip().strip("<>").replace(" ", "").lower()
+
+
+def apns_id_for(request_id: str) -> str:
+    return str(uuid.uuid5(APNS_ID_NAMESPACE, request_id))
+
+
+def prepare(request: NotificationRequest) -> Notification | LocalRejection:
+    """Build the HTTP/2 request for `request`, or say why it cannot be sent."""
+    token = normalise_token(request.device_token)
+    if not token or len(token) % 2 or not _HEX.issuperset(token):
+        return LocalRejection(
+            Reason.BAD_DEVICE_TOKEN, "device_token: must be hex of even length"
+        )
+
+    headers = {
+        Header.PUSH_TYPE.value: request.push_type.value,
+        Header.TOPIC.value: apns_topic(request.topic, request.push_type),
+        Header.ID.value: apns_id_for(request.id),
+    }
+
+    if request.priority is not None:
+        if request.priority not in PRIORITIES:
+            return LocalRejection(Reason.BAD_PRIORITY, "priority: must be 1, 5 or 10")
+        headers[Header.PRIORITY.value] = str(request.priority)
+    elif request.push_type is PushType.BACKGROUND:
+        # Apple requires priority 5 for background pushes.
+        headers[Header.PRIORITY.value] = "5"
+
+    if request.expiration is not None:
+        headers[Header.EXPIRATION.value] = str(request.expiration)
+
+    if request.collapse_id is not None:
+        if len(request.collapse_id.encode()) > MAX_COLLAPSE_ID_BYTES:
+            return LocalRejection(
+                Reason.BAD_COLLAPSE_ID,
+                f"collapse_id: at most {MAX_COLLAPSE_ID_BYTES} bytes of UTF-8",
+            )
+        headers[Header.COLLAPSE_ID.value] = request.collapse_id
+
+    body = _body(request)
+    limit = max_payload_bytes(request.push_type)
+    if len(body) > limit:
+        return LocalRejection(
+            Reason.PAYLOAD_TOO_LARGE,
+            f"payload: {len(body)} bytes, over the {limit}-byte limit "
+            f"for {request.push_type.value}",
+        )
+
+    return Notification(
+        device_token=token,
+        path=DEVICE_PATH_PREFIX + token,
+        headers=headers,
+        body=body,
+        apns_id=headers[Header.ID.value],
+    )
+
+
+def _body(request: NotificationRequest) -> bytes:
+    payload: dict[str, Any] = dict(request.data)
+    payload["aps"] = request.aps
+    return _body_encoder.encode(payload)

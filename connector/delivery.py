@@ -1,0 +1,189 @@
+"""From one decoded request to its one outcome: check, send, resend, classify.
+
+Kafka is not seen here. The pipeline hands a request in and gets back the outcome and,
+for a dead device token, the invalid-token event to publish beside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import msgspec
+
+from connector.apns.client import ApnsClient, ApnsResponse
+from connector.apns.notification import LocalRejection, Notification, prepare
+from connector.apns.push_types import bundle_id_of
+from connector.apns.reasons import (
+    TOKEN_INVALID_REASONS,
+    LocalReason,
+    Reason,
+    Verdict,
+    classify,
+)
+from connector.errors import DeliveryError
+from connector.events import InvalidToken, NotificationRequest, Outcome, Status
+from connector.redaction import token_digest
+from connector.settings import DeliverySettings
+
+log = logging.getLogger(__name__)
+
+_STATUS_OF_VERDICT = {
+    Verdict.DELIVERED: Status.DELIVERED,
+    Verdict.PERMANENT: Status.REJECTED,
+    Verdict.TOKEN_INVALID: Status.REJECTED,
+    Verdict.CONFIGURATION: Status.FAILED,
+    Verdict.RETRIABLE: Status.FAILED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What to publish for one request."""
+
+    outcome: Outcome
+    invalid_token: InvalidToken | None = None
+
+
+class Delivery:
+    """Delivers requests with the clients of the configured apps."""
+
+    def __init__(
+        self, clients: Mapping[str, ApnsClient], settings: DeliverySettings
+    ) -> None:
+        self._clients = clients
+        self._settings = settings
+
+    async def deliver(self, request: NotificationRequest, outcome: Outcome) -> Result:
+        """`outcome` carries the record's coordinates; the answer fills in the rest."""
+        client = self._clients.get(bundle_id_of(request.topic))
+        if client is None:
+            detail = f"topic: no app is configured for {bundle_id_of(request.topic)!r}"
+            return Result(_rejected(outcome, LocalReason.UNKNOWN_TOPIC, detail))
+
+        prepared = prepare(request)
+        if isinstance(prepared, LocalRejection):
+            return self._rejected_locally(request, outcome, prepared)
+
+        return await self._send(client, request, prepared, outcome)
+
+    def _rejected_locally(
+        self, request: NotificationRequest, outcome: Outcome, rejection: LocalRejection
+    ) -> Result:
+        rejected = _rejected(outcome, rejection.reason, rejection.detail)
+        if rejection.reason not in TOKEN_INVALID_REASONS:
+            return Result(rejected)
+
+        invalid = InvalidToken(
+            device_token=request.device_token,
+            topic=request.topic,
+            reason=rejection.reason,
+            found_locally=True,
+            request_id=request.id,
+        )
+        return Result(rejected, invalid)
+
+    async def _send(
+        self,
+        client: ApnsClient,
+        request: NotificationRequest,
+        notification: Notification,
+        outcome: Outcome,
+    ) -> Result:
+        attempts = self._settings.max_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                response = await client.send(notification)
+            except DeliveryError as exc:
+                log.debug(
+                    "send failed",
+                    extra={"apns_id": notification.apns_id, "attempt": attempt},
+                )
+                if attempt == attempts:
+                    return Result(
+                        _replace(
+                            outcome,
+                            status=Status.FAILED,
+                            reason=LocalReason.DELIVERY_FAILED.value,
+                            detail=str(exc),
+                            apns_id=notification.apns_id,
+                            attempts=attempt,
+                        )
+                    )
+                await self._backoff(attempt)
+                continue
+
+            verdict = classify(response.status, response.reason)
+            if verdict is Verdict.RETRIABLE and attempt < attempts:
+                if response.reason == Reason.EXPIRED_PROVIDER_TOKEN and client.token:
+                    client.token.invalidate()
+                await self._backoff(attempt)
+                continue
+            return self._answered(
+                request, notification, response, verdict, outcome, attempt
+            )
+
+        raise AssertionError("the attempt loop always returns")
+
+    def _answered(
+        self,
+        request: NotificationRequest,
+        notification: Notification,
+        response: ApnsResponse,
+        verdict: Verdict,
+        outcome: Outcome,
+        attempt: int,
+    ) -> Result:
+        answered = _replace(
+            outcome,
+            status=_STATUS_OF_VERDICT[verdict],
+            reason=response.reason,
+            http_status=response.status,
+            apns_id=response.apns_id or notification.apns_id,
+            invalidated_at_ms=response.timestamp_ms,
+            attempts=attempt,
+        )
+        log.debug(
+            "answered",
+            extra={
+                "apns_id": answered.apns_id,
+                "status": response.status,
+                "reason": response.reason,
+                "token": token_digest(notification.device_token),
+            },
+        )
+        if verdict is not Verdict.TOKEN_INVALID:
+            return Result(answered)
+
+        invalid = InvalidToken(
+            device_token=notification.device_token,
+            topic=request.topic,
+            reason=response.reason or "",
+            invalidated_at_ms=response.timestamp_ms,
+            request_id=request.id,
+        )
+        return Result(answered, invalid)
+
+    async def _backoff(self, attempt: int) -> None:
+        # Exponential with full jitter, so resends of many requests spread out.
+        ceiling = self._settings.retry_backoff_s * 2 ** (attempt - 1)
+        await asyncio.sleep(random.uniform(0, ceiling))
+
+
+def _rejected(outcome: Outcome, reason: str, detail: str) -> Outcome:
+    return _replace(outcome, status=Status.REJECTED, reason=reason, detail=detail)
+
+
+def _replace(outcome: Outcome, **changes: object) -> Outcome:
+    changed = msgspec.structs.replace(outcome, **changes)
+    return msgspec.structs.replace(
+        changed, timings=msgspec.structs.replace(outcome.timings, completed_ms=now_ms())
+    )
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000

@@ -1,0 +1,134 @@
+"""The records on the connector's four topics, and their encoders and decoders.
+
+- `NotificationRequest` on `apns.requests`, keyed by its id, written by backends;
+- `Outcome` on `apns.results`, keyed by the request id, one per request;
+- `InvalidToken` on `apns.invalid-tokens`, keyed by the device token;
+- `DeadLetter` on `apns.requests.dlq`: a request that could not be decoded.
+
+Every event carries a schema version `v`. Fields added later always have defaults and
+unknown fields are ignored, so producers and consumers can be upgraded one at a time.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import msgspec
+
+from connector.apns.push_types import PushType
+from connector.errors import DecodeError
+from connector.redaction import token_digest
+
+SCHEMA_VERSION = 1
+
+
+class NotificationRequest(msgspec.Struct, kw_only=True, frozen=True):
+    """One notification to deliver to one device."""
+
+    id: str
+    device_token: str
+    topic: str
+    push_type: PushType = PushType.ALERT
+    priority: int | None = None
+    expiration: int | None = None
+    collapse_id: str | None = None
+    aps: dict[str, Any] = {}
+    data: dict[str, Any] = {}
+    v: int = SCHEMA_VERSION
+
+    def __repr__(self) -> str:
+        # The device token is personal data: never shown whole.
+        return (
+            f"NotificationRequest(id={self.id!r}, topic={self.topic!r}, "
+            f"push_type={self.push_type.value!r}, "
+            f"token={token_digest(self.device_token)})"
+        )
+
+
+class Status(enum.StrEnum):
+    """How a request ended."""
+
+    DELIVERED = "delivered"
+    # Apple, or the connector's own checks, refused the request; do not resend it.
+    REJECTED = "rejected"
+    # The connector could not get an answer within its retry budget, or its
+    # credentials for the app are wrong; resending later may work.
+    FAILED = "failed"
+    # The request's expiration passed before it could be sent.
+    EXPIRED = "expired"
+
+
+class Timings(msgspec.Struct, kw_only=True, frozen=True):
+    """Milliseconds since the epoch at each step of a request's life."""
+
+    requested_ms: int | None = None
+    consumed_ms: int = 0
+    completed_ms: int = 0
+
+
+class Outcome(msgspec.Struct, kw_only=True, frozen=True):
+    """The one result published for each request."""
+
+    request_id: str
+    status: Status
+    reason: str | None = None
+    http_status: int | None = None
+    apns_id: str | None = None
+    invalidated_at_ms: int | None = None
+    attempts: int = 0
+    detail: str | None = None
+    topic: str | None = None
+    push_type: str | None = None
+    token_digest: str | None = None
+    partition: int = -1
+    offset: int = -1
+    timings: Timings = Timings()
+    v: int = SCHEMA_VERSION
+
+
+class InvalidToken(msgspec.Struct, kw_only=True, frozen=True):
+    """A device token to stop sending to; the one record that carries a token."""
+
+    device_token: str
+    topic: str
+    reason: str
+    invalidated_at_ms: int | None = None
+    found_locally: bool = False
+    request_id: str | None = None
+    v: int = SCHEMA_VERSION
+
+    def __repr__(self) -> str:
+        return (
+            f"InvalidToken(topic={self.topic!r}, reason={self.reason!r}, "
+            f"token={token_digest(self.device_token)})"
+        )
+
+
+class DeadLetter(msgspec.Struct, kw_only=True, frozen=True):
+    """A request record that could not be decoded, kept whole for inspection."""
+
+    error: str
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]] = []
+    v: int = SCHEMA_VERSION
+
+
+request_decoder = msgspec.json.Decoder(NotificationRequest)
+encoder = msgspec.json.Encoder()
+
+
+def decode_request(value: bytes | None) -> NotificationRequest:
+    """Decode a request record's value; raises DecodeError naming the problem."""
+    if value is None:
+        raise DecodeError("the record has no value")
+    try:
+        return request_decoder.decode(value)
+    except msgspec.ValidationError as exc:
+        raise DecodeError(f"invalid request: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        raise DecodeError(f"not JSON: {exc}") from exc
