@@ -7,6 +7,7 @@ user would: each part as its own process, talking over loopback.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
@@ -260,3 +261,96 @@ async def read_outcomes(
     finally:
         await consumer.stop()
     return read
+
+
+class Run:
+    """One run's own topics, consumer group and connector settings on a broker
+    that other runs share, with what a test needs to drive and observe it."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        directory: Path,
+        credentials: Credentials,
+        port: int,
+        bundle_id: str = "com.example.demo",
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.directory = directory
+        self.prefix = f"t{secrets.token_hex(4)}."
+        self.group = f"group-{self.prefix}"
+        self.requests = self.prefix + "apns.requests"
+        self.results = self.prefix + "apns.results"
+        self.config = write_config(
+            directory / "connector.toml",
+            bootstrap=bootstrap,
+            group_id=self.group,
+            credentials=credentials,
+            simulator_port=port,
+            bundle_id=bundle_id,
+            prefix=self.prefix,
+        )
+        self.started = 0
+
+    def start_connector(self) -> Process:
+        self.started += 1
+        return start_connector(
+            self.config, self.directory, name=f"connector-{self.started}"
+        )
+
+    async def produce(self, records: list[tuple[str, bytes]]) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        await producer.start()
+        try:
+            futures = [
+                await producer.send(self.requests, value, key=key.encode())
+                for key, value in records
+            ]
+            await asyncio.gather(*futures)
+        finally:
+            await producer.stop()
+
+    async def read(self, topic: str, count: int, timeout_s: float = 60) -> list[bytes]:
+        """Exactly `count` record values of a topic, read from its start."""
+        consumer = AIOKafkaConsumer(
+            self.prefix + topic,
+            bootstrap_servers=self.bootstrap,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        values: list[bytes] = []
+        try:
+            deadline = time.monotonic() + timeout_s
+            while len(values) < count and time.monotonic() < deadline:
+                for records in (await consumer.getmany(timeout_ms=200)).values():
+                    values.extend(record.value for record in records)
+        finally:
+            await consumer.stop()
+        return values
+
+    async def committed(self) -> dict[int, int]:
+        """The group's committed offset per requests partition."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(self.group)
+        finally:
+            await admin.close()
+        return {
+            tp.partition: meta.offset
+            for tp, meta in offsets.items()
+            if tp.topic == self.requests
+        }
+
+    async def outcomes_written(self) -> int:
+        """How many records the results topic holds now."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap)
+        await consumer.start()
+        try:
+            partitions = [
+                TopicPartition(self.results, p) for p in range(TOPICS["apns.results"])
+            ]
+            ends = await consumer.end_offsets(partitions)
+        finally:
+            await consumer.stop()
+        return sum(ends.values())

@@ -7,13 +7,10 @@ import asyncio
 import secrets
 import signal
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from connector import stack
 from connector.events import DeadLetter, InvalidToken, NotificationRequest, encoder
@@ -23,110 +20,6 @@ from connector.simulator.server import Simulator
 
 BUNDLE_ID = "com.example.demo"
 UNREGISTERED_AT_MS = 1_700_000_000_123
-
-
-@pytest.fixture(scope="session")
-def credentials(tmp_path_factory: pytest.TempPathFactory) -> stack.Credentials:
-    return stack.Credentials(tmp_path_factory.mktemp("credentials"))
-
-
-@pytest.fixture
-async def simulator(credentials: stack.Credentials) -> AsyncIterator[Simulator]:
-    async with Simulator(
-        tls=credentials.tls, signing_keys=credentials.signing_keys
-    ) as running:
-        yield running
-
-
-class Run:
-    """One test's topics, group and connector settings on the shared broker."""
-
-    def __init__(
-        self, bootstrap: str, directory: Path, credentials: stack.Credentials, port: int
-    ) -> None:
-        self.bootstrap = bootstrap
-        self.directory = directory
-        self.prefix = f"t{secrets.token_hex(4)}."
-        self.group = f"group-{self.prefix}"
-        self.requests = self.prefix + "apns.requests"
-        self.results = self.prefix + "apns.results"
-        self.config = stack.write_config(
-            directory / "connector.toml",
-            bootstrap=bootstrap,
-            group_id=self.group,
-            credentials=credentials,
-            simulator_port=port,
-            bundle_id=BUNDLE_ID,
-            prefix=self.prefix,
-        )
-        self.started = 0
-
-    def start_connector(self) -> stack.Process:
-        self.started += 1
-        return stack.start_connector(
-            self.config, self.directory, name=f"connector-{self.started}"
-        )
-
-    async def produce(self, records: list[tuple[str, bytes]]) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
-        await producer.start()
-        try:
-            futures = [
-                await producer.send(self.requests, value, key=key.encode())
-                for key, value in records
-            ]
-            await asyncio.gather(*futures)
-        finally:
-            await producer.stop()
-
-    async def read(self, topic: str, count: int, timeout_s: float = 60) -> list[bytes]:
-        """Exactly `count` record values of a topic, read from its start."""
-        consumer = AIOKafkaConsumer(
-            self.prefix + topic,
-            bootstrap_servers=self.bootstrap,
-            auto_offset_reset="earliest",
-        )
-        await consumer.start()
-        values: list[bytes] = []
-        try:
-            deadline = time.monotonic() + timeout_s
-            while len(values) < count and time.monotonic() < deadline:
-                for records in (await consumer.getmany(timeout_ms=200)).values():
-                    values.extend(record.value for record in records)
-        finally:
-            await consumer.stop()
-        return values
-
-    async def committed(self) -> dict[int, int]:
-        """The group's committed offset per requests partition."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-        await admin.start()
-        try:
-            offsets = await admin.list_consumer_group_offsets(self.group)
-        finally:
-            await admin.close()
-        return {
-            tp.partition: meta.offset
-            for tp, meta in offsets.items()
-            if tp.topic == self.requests
-        }
-
-
-@pytest.fixture
-def unstarted_run(
-    kafka_bootstrap: str,
-    tmp_path: Path,
-    credentials: stack.Credentials,
-    simulator: Simulator,
-) -> Run:
-    """A run whose topics the test creates itself."""
-    return Run(kafka_bootstrap, tmp_path, credentials, simulator.port)
-
-
-@pytest.fixture
-async def run(unstarted_run: Run) -> Run:
-    await ensure_topics(unstarted_run.bootstrap, stack.topics(unstarted_run.prefix))
-    return unstarted_run
 
 
 def request(request_id: str, token: str, **fields: object) -> bytes:
@@ -142,7 +35,7 @@ def request(request_id: str, token: str, **fields: object) -> bytes:
 
 
 async def test_every_request_gets_its_one_outcome(
-    run: Run, simulator: Simulator
+    run: stack.Run, simulator: Simulator
 ) -> None:
     good, dead = secrets.token_hex(32), secrets.token_hex(32)
     simulator.register_unregistered(dead, UNREGISTERED_AT_MS)
@@ -234,29 +127,17 @@ async def test_every_request_gets_its_one_outcome(
     assert sum((await run.committed()).values()) == len(records)
 
 
-async def outcome_count(run: Run) -> int:
-    """How many outcomes the results topic holds now."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=run.bootstrap)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(run.results, p) for p in range(4)]
-        ends = await consumer.end_offsets(partitions)
-    finally:
-        await consumer.stop()
-    return sum(ends.values())
-
-
-async def test_sigkill_in_the_middle_loses_no_request(run: Run) -> None:
+async def test_sigkill_in_the_middle_loses_no_request(run: stack.Run) -> None:
     total = 5000
     records = [(f"r{n}", request(f"r{n}", secrets.token_hex(32))) for n in range(total)]
     await run.produce(records)
 
     first = run.start_connector()
     deadline = time.monotonic() + 120
-    while await outcome_count(run) < total // 3 and time.monotonic() < deadline:
+    while await run.outcomes_written() < total // 3 and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     first.kill()
-    killed_after = await outcome_count(run)
+    killed_after = await run.outcomes_written()
     assert total // 3 <= killed_after < total
 
     second = run.start_connector()
@@ -276,7 +157,7 @@ async def test_sigkill_in_the_middle_loses_no_request(run: Run) -> None:
 
 
 async def test_offset_waits_for_an_unwritable_results_topic(
-    unstarted_run: Run, simulator: Simulator, kafka_broker: LocalBroker | None
+    unstarted_run: stack.Run, simulator: Simulator, kafka_broker: LocalBroker | None
 ) -> None:
     if kafka_broker is None:
         pytest.skip("needs the local broker: it registers a second, departed broker")
@@ -302,7 +183,7 @@ async def test_offset_waits_for_an_unwritable_results_topic(
     # Several commit intervals pass; nothing may be committed.
     await asyncio.sleep(2)
     assert await run.committed() == {}
-    assert await outcome_count(run) == 0
+    assert await run.outcomes_written() == 0
     first.kill()
 
     await set_topic_config(run.bootstrap, run.results, {"min.insync.replicas": "1"})
@@ -321,7 +202,7 @@ async def test_offset_waits_for_an_unwritable_results_topic(
 
 
 async def test_missing_key_file_stops_the_connector_at_start(
-    run: Run, tmp_path: Path
+    run: stack.Run, tmp_path: Path
 ) -> None:
     config = run.config.read_text()
     key_line = next(line for line in config.splitlines() if line.startswith("key_file"))
