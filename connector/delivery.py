@@ -10,18 +10,23 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import msgspec
 
 from connector.apns.client import ApnsClient, ApnsResponse
-from connector.apns.notification import LocalRejection, Notification, prepare
+from connector.apns.notification import (
+    LocalRejection,
+    Notification,
+    has_expired,
+    prepare,
+)
 from connector.apns.push_types import bundle_id_of
 from connector.apns.reasons import (
+    ENVIRONMENT_MISMATCH_REASONS,
     TOKEN_INVALID_REASONS,
     LocalReason,
-    Reason,
     Verdict,
     classify,
 )
@@ -29,6 +34,9 @@ from connector.errors import DeliveryError
 from connector.events import InvalidToken, NotificationRequest, Outcome, Status
 from connector.redaction import token_digest
 from connector.settings import DeliverySettings
+from connector.telemetry.health import Reachability
+from connector.telemetry.metrics import metrics
+from connector.telemetry.tracing import Tracing, record_answer
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +61,20 @@ class Delivery:
     """Delivers requests with the clients of the configured apps."""
 
     def __init__(
-        self, clients: Mapping[str, ApnsClient], settings: DeliverySettings
+        self,
+        clients: Mapping[str, ApnsClient],
+        settings: DeliverySettings,
+        *,
+        clock: Callable[[], float] = time.time,
+        tracing: Tracing | None = None,
+        reachability: Reachability | None = None,
     ) -> None:
         self._clients = clients
         self._settings = settings
+        self._tracing = tracing or Tracing()
+        self._reachability = reachability or Reachability(())
+        # UNIX seconds, for expirations; tests pass their own.
+        self._clock = clock
 
     async def deliver(self, request: NotificationRequest, outcome: Outcome) -> Result:
         """`outcome` carries the record's coordinates; the answer fills in the rest."""
@@ -95,15 +113,22 @@ class Delivery:
         outcome: Outcome,
     ) -> Result:
         attempts = self._settings.max_attempts
+        # Resends stop at the attempt limit or the time budget, whichever comes first.
+        budget_ends = time.monotonic() + self._settings.retry_budget_s
         for attempt in range(1, attempts + 1):
+            # Apple would drop it unsent; no need to ask (a resend after a
+            # backoff may find it past too).
+            if has_expired(notification, self._clock()):
+                return Result(_expired(outcome, notification, attempt - 1))
             try:
-                response = await client.send(notification)
+                response = await self._attempt(client, notification, attempt)
             except DeliveryError as exc:
                 log.debug(
                     "send failed",
                     extra={"apns_id": notification.apns_id, "attempt": attempt},
                 )
-                if attempt == attempts:
+                delay_s = self._backoff_s(attempt)
+                if attempt == attempts or time.monotonic() + delay_s > budget_ends:
                     return Result(
                         _replace(
                             outcome,
@@ -112,22 +137,50 @@ class Delivery:
                             detail=str(exc),
                             apns_id=notification.apns_id,
                             attempts=attempt,
+                            retriable=True,
                         )
                     )
-                await self._backoff(attempt)
+                metrics.retried(client.app.bundle_id, type(exc).__name__)
+                await asyncio.sleep(delay_s)
                 continue
 
             verdict = classify(response.status, response.reason)
             if verdict is Verdict.RETRIABLE and attempt < attempts:
-                if response.reason == Reason.EXPIRED_PROVIDER_TOKEN and client.token:
-                    client.token.invalidate()
-                await self._backoff(attempt)
-                continue
+                delay_s = self._backoff_s(attempt)
+                if time.monotonic() + delay_s <= budget_ends:
+                    reason = response.reason or str(response.status)
+                    metrics.retried(client.app.bundle_id, reason)
+                    await asyncio.sleep(delay_s)
+                    continue
             return self._answered(
                 request, notification, response, verdict, outcome, attempt
             )
 
         raise AssertionError("the attempt loop always returns")
+
+    async def _attempt(
+        self, client: ApnsClient, notification: Notification, attempt: int
+    ) -> ApnsResponse:
+        """One request to APNs: traced, timed, and evidence of whether APNs answers."""
+        app = client.app
+        started = time.perf_counter()
+        try:
+            with self._tracing.apns_request(
+                host=app.apns_host,
+                port=app.port,
+                apns_id=notification.apns_id,
+                attempt=attempt,
+            ) as span:
+                response = await client.send(notification)
+                record_answer(span, response.status, response.reason, response.apns_id)
+        except DeliveryError as exc:
+            self._reachability.unanswered(app.bundle_id, exc)
+            raise
+        finally:
+            metrics.apns_request(app.bundle_id, time.perf_counter() - started)
+
+        self._reachability.answered(app.bundle_id)
+        return response
 
     def _answered(
         self,
@@ -146,6 +199,7 @@ class Delivery:
             apns_id=response.apns_id or notification.apns_id,
             invalidated_at_ms=response.timestamp_ms,
             attempts=attempt,
+            retriable=verdict is Verdict.RETRIABLE,
         )
         log.debug(
             "answered",
@@ -159,19 +213,44 @@ class Delivery:
         if verdict is not Verdict.TOKEN_INVALID:
             return Result(answered)
 
+        mismatch = response.reason in ENVIRONMENT_MISMATCH_REASONS
+        if mismatch:
+            answered = msgspec.structs.replace(
+                answered,
+                possible_environment_mismatch=True,
+                detail=f"device_token: {_ENVIRONMENT_HINT}",
+            )
         invalid = InvalidToken(
             device_token=notification.device_token,
             topic=request.topic,
             reason=response.reason or "",
             invalidated_at_ms=response.timestamp_ms,
             request_id=request.id,
+            possible_environment_mismatch=mismatch,
         )
         return Result(answered, invalid)
 
-    async def _backoff(self, attempt: int) -> None:
+    def _backoff_s(self, attempt: int) -> float:
         # Exponential with full jitter, so resends of many requests spread out.
         ceiling = self._settings.retry_backoff_s * 2 ** (attempt - 1)
-        await asyncio.sleep(random.uniform(0, ceiling))
+        return random.uniform(0, ceiling)
+
+
+_ENVIRONMENT_HINT = (
+    "Apple says it is not a token of this app's environment; it may belong to "
+    "the other one (sandbox or production)"
+)
+
+
+def _expired(outcome: Outcome, notification: Notification, attempts: int) -> Outcome:
+    return _replace(
+        outcome,
+        status=Status.EXPIRED,
+        reason=LocalReason.EXPIRED.value,
+        detail=f"expiration: {notification.expiration} passed before sending",
+        apns_id=notification.apns_id,
+        attempts=attempts,
+    )
 
 
 def _rejected(outcome: Outcome, reason: str, detail: str) -> Outcome:

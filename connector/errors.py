@@ -8,7 +8,9 @@ to do the work at all, and each says whether trying again may help::
     ├── DecodeError             a request on the topic cannot be read; reject it
     └── DeliveryError           sending to APNs failed before an answer came
         ├── ConnectionFailed    the connection could not be opened or broke
-        └── RequestTimedOut     no answer within the request timeout
+        ├── RequestTimedOut     no answer within the request timeout
+        └── NotProcessed        APNs refused the stream or went away before
+                                reading it; safe to resend at once
 
 Errors of httpx, h2, aiokafka and msgspec are translated into these where they are
 caught, with the original chained as the cause.
@@ -43,3 +45,9 @@ class ConnectionFailed(DeliveryError):
 
 class RequestTimedOut(DeliveryError):
     """APNs did not answer within the request timeout."""
+
+
+class NotProcessed(DeliveryError):
+    """APNs did not process the request: the stream was refused (REFUSED_STREAM) or
+    lay beyond the last stream a GOAWAY promised to answer. Resending cannot make a
+    duplicate, so the connection pool resends on another stream by itself."""

@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from connector.apns.payload import ApsFields
 from connector.apns.push_types import PushType
 from connector.errors import DecodeError
 from connector.redaction import token_digest
@@ -23,8 +24,12 @@ from connector.redaction import token_digest
 SCHEMA_VERSION = 1
 
 
-class NotificationRequest(msgspec.Struct, kw_only=True, frozen=True):
-    """One notification to deliver to one device."""
+class NotificationRequest(ApsFields, kw_only=True, frozen=True):
+    """One notification to deliver to one device.
+
+    The `aps` dictionary comes ready in `aps`, or as the typed fields inherited from
+    `ApsFields` (`alert`, `badge`, `sound`, ...), not both; custom keys are in `data`.
+    """
 
     id: str
     device_token: str
@@ -33,8 +38,10 @@ class NotificationRequest(msgspec.Struct, kw_only=True, frozen=True):
     priority: int | None = None
     expiration: int | None = None
     collapse_id: str | None = None
-    aps: dict[str, Any] = {}
-    data: dict[str, Any] = {}
+    # msgspec copies these defaults per instance (ruff cannot tell that the base
+    # class is a Struct).
+    aps: dict[str, Any] = {}  # noqa: RUF012
+    data: dict[str, Any] = {}  # noqa: RUF012
     v: int = SCHEMA_VERSION
 
     def __repr__(self) -> str:
@@ -84,6 +91,12 @@ class Outcome(msgspec.Struct, kw_only=True, frozen=True):
     partition: int = -1
     offset: int = -1
     timings: Timings = Timings()
+    # Apple answered BadDeviceToken: the token may be good in the app's other
+    # environment (a development build's token sent to production, say).
+    possible_environment_mismatch: bool = False
+    # A `failed` outcome that a later resend may turn into a delivery: APNs was
+    # unreachable or busy for the whole retry budget.
+    retriable: bool = False
     v: int = SCHEMA_VERSION
 
 
@@ -96,6 +109,8 @@ class InvalidToken(msgspec.Struct, kw_only=True, frozen=True):
     invalidated_at_ms: int | None = None
     found_locally: bool = False
     request_id: str | None = None
+    # As on the outcome: check the app's environment before deleting the token.
+    possible_environment_mismatch: bool = False
     v: int = SCHEMA_VERSION
 
     def __repr__(self) -> str:
@@ -105,8 +120,16 @@ class InvalidToken(msgspec.Struct, kw_only=True, frozen=True):
         )
 
 
+DEAD_LETTER_MAX_VALUE_BYTES = 512 * 1024
+
+
 class DeadLetter(msgspec.Struct, kw_only=True, frozen=True):
-    """A request record that could not be decoded, kept whole for inspection."""
+    """A request record that could not be decoded, kept for inspection.
+
+    The value is kept whole up to `DEAD_LETTER_MAX_VALUE_BYTES`; a longer one is cut
+    there (`truncated`), so that the dead letter, base64 and all, still fits in a
+    Kafka record. `value_bytes` is the original length.
+    """
 
     error: str
     topic: str
@@ -115,6 +138,8 @@ class DeadLetter(msgspec.Struct, kw_only=True, frozen=True):
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes]] = []
+    value_bytes: int = 0
+    truncated: bool = False
     v: int = SCHEMA_VERSION
 
 

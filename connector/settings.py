@@ -18,7 +18,8 @@ from typing import Annotated, Any
 
 import msgspec
 
-from connector.apns.push_types import PRODUCTION_HOST, SANDBOX_HOST
+from connector.apns.proxy import parse_proxy_url
+from connector.apns.push_types import PORTS, PRODUCTION_HOST, SANDBOX_HOST
 from connector.errors import ConfigurationError
 
 ENV_PREFIX = "APNS_CONNECTOR_"
@@ -60,7 +61,16 @@ class DeliverySettings(
     request_timeout_s: PositiveSeconds = 10.0
     max_attempts: Positive = 3
     retry_backoff_s: PositiveSeconds = 0.2
+    # Resends of one request stop once this much time has passed since its first
+    # attempt; then its outcome is `failed`, marked retriable.
+    retry_budget_s: PositiveSeconds = 30.0
     drain_timeout_s: PositiveSeconds = 20.0
+    # One connection serves up to the streams APNs allows; more open only when all
+    # of an app's connections are full.
+    max_connections_per_app: Positive = 4
+    # A connection that heard nothing for this long sends a PING; no answer within
+    # the request timeout marks the peer dead.
+    ping_interval_s: PositiveSeconds = 60.0
 
 
 class AppSettings(
@@ -81,6 +91,8 @@ class AppSettings(
     host: str | None = None
     port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 443
     ca_file: str | None = None
+    # An HTTP proxy to reach the host through, with CONNECT: "http://proxy:3128".
+    proxy_url: str | None = None
 
     @property
     def apns_host(self) -> str:
@@ -194,3 +206,14 @@ def _check(settings: Settings) -> None:
                 raise ConfigurationError(
                     f"{where}.{field}: required for {app.auth.value} authentication"
                 )
+
+        # Another host (the simulator, a gateway) may listen anywhere; Apple does not.
+        if app.host is None and app.port not in PORTS:
+            raise ConfigurationError(
+                f"{where}.port: Apple listens on 443 or 2197, not {app.port}"
+            )
+        if app.proxy_url is not None:
+            try:
+                parse_proxy_url(app.proxy_url)
+            except ValueError as exc:
+                raise ConfigurationError(f"{where}.proxy_url: {exc}") from exc

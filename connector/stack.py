@@ -167,6 +167,11 @@ dlq_topic = "{prefix}apns.requests.dlq"
 max_in_flight = {max_in_flight}
 drain_timeout_s = 10
 
+# Port 0: several connectors share the machine; each logs the port it got.
+[telemetry]
+http_host = "127.0.0.1"
+http_port = 0
+
 [[apps]]
 bundle_id = "{bundle_id}"
 environment = "sandbox"
@@ -291,12 +296,22 @@ class Run:
             prefix=self.prefix,
         )
         self.started = 0
+        self.processes: list[Process] = []
 
     def start_connector(self) -> Process:
         self.started += 1
-        return start_connector(
+        process = start_connector(
             self.config, self.directory, name=f"connector-{self.started}"
         )
+        self.processes.append(process)
+        return process
+
+    def kill_leftovers(self) -> None:
+        """Kill every connector of this run still running (a test that failed
+        half-way must not leave one behind)."""
+        for process in self.processes:
+            if process.popen.poll() is None:
+                process.kill()
 
     async def produce(self, records: list[tuple[str, bytes]]) -> None:
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")

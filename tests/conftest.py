@@ -55,9 +55,11 @@ def unstarted_run(
     tmp_path: Path,
     credentials: stack.Credentials,
     simulator: Simulator,
-) -> stack.Run:
+) -> Iterator[stack.Run]:
     """A run whose topics the test creates itself."""
-    return stack.Run(kafka_bootstrap, tmp_path, credentials, simulator.port, BUNDLE_ID)
+    run = stack.Run(kafka_bootstrap, tmp_path, credentials, simulator.port, BUNDLE_ID)
+    yield run
+    run.kill_leftovers()
 
 
 @pytest.fixture

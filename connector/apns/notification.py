@@ -10,10 +10,8 @@ from __future__ import annotations
 import string
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
-import msgspec
-
+from connector.apns.payload import PayloadProblem, build_aps, encode_body
 from connector.apns.push_types import (
     DEVICE_PATH_PREFIX,
     MAX_COLLAPSE_ID_BYTES,
@@ -22,14 +20,13 @@ from connector.apns.push_types import (
     apns_topic,
     max_payload_bytes,
 )
-from connector.apns.reasons import Reason
+from connector.apns.reasons import LocalReason, Reason
 from connector.events import NotificationRequest
 
 # apns-id is derived from the request id, so a resend carries the same apns-id.
 APNS_ID_NAMESPACE = uuid.UUID("6f1c1d2e-8f43-4d55-9a5c-2b7c0f3e9a10")
 PRIORITIES = frozenset({1, 5, 10})
 _HEX = frozenset(string.hexdigits.lower())
-_body_encoder = msgspec.json.Encoder()
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +38,8 @@ class Notification:
     headers: dict[str, str]
     body: bytes
     apns_id: str
+    # UNIX seconds after which Apple would no longer deliver it; 0 means at once.
+    expiration: int | None = None
 
     def __repr__(self) -> str:
         return f"Notification(apns_id={self.apns_id!r}, body_bytes={len(self.body)})"
@@ -50,7 +49,7 @@ class Notification:
 class LocalRejection:
     """Why a request was refused before reaching Apple."""
 
-    reason: Reason
+    reason: Reason | LocalReason
     detail: str
 
 
@@ -63,9 +62,19 @@ def apns_id_for(request_id: str) -> str:
     return str(uuid.uuid5(APNS_ID_NAMESPACE, request_id))
 
 
+def has_expired(notification: Notification, now_s: float) -> bool:
+    """Whether the notification's expiration is already past at `now_s`.
+
+    Expiration 0 asks Apple to try once, now, so it never passes before sending.
+    """
+    expiration = notification.expiration
+    return expiration is not None and expiration != 0 and expiration < now_s
+
+
 def prepare(request: NotificationRequest) -> Notification | LocalRejection:
     """Build the HTTP/2 request for `request`, or say why it cannot be sent."""
     token = normalise_token(request.device_token)
+    # Tokens are 32 bytes today; Apple says they may grow, so only the form counts.
     if not token or len(token) % 2 or not _HEX.issuperset(token):
         return LocalRejection(
             Reason.BAD_DEVICE_TOKEN, "device_token: must be hex of even length"
@@ -77,15 +86,16 @@ def prepare(request: NotificationRequest) -> Notification | LocalRejection:
         Header.ID.value: apns_id_for(request.id),
     }
 
-    if request.priority is not None:
-        if request.priority not in PRIORITIES:
-            return LocalRejection(Reason.BAD_PRIORITY, "priority: must be 1, 5 or 10")
-        headers[Header.PRIORITY.value] = str(request.priority)
-    elif request.push_type is PushType.BACKGROUND:
-        # Apple requires priority 5 for background pushes.
-        headers[Header.PRIORITY.value] = "5"
+    rejection = _add_priority(request, headers)
+    if rejection is not None:
+        return rejection
 
     if request.expiration is not None:
+        if request.expiration < 0:
+            return LocalRejection(
+                Reason.BAD_EXPIRATION_DATE,
+                "expiration: must be UNIX seconds, 0 or more",
+            )
         headers[Header.EXPIRATION.value] = str(request.expiration)
 
     if request.collapse_id is not None:
@@ -97,6 +107,8 @@ def prepare(request: NotificationRequest) -> Notification | LocalRejection:
         headers[Header.COLLAPSE_ID.value] = request.collapse_id
 
     body = _body(request)
+    if isinstance(body, PayloadProblem):
+        return LocalRejection(LocalReason.INVALID_PAYLOAD, body.detail)
     limit = max_payload_bytes(request.push_type)
     if len(body) > limit:
         return LocalRejection(
@@ -111,10 +123,34 @@ def prepare(request: NotificationRequest) -> Notification | LocalRejection:
         headers=headers,
         body=body,
         apns_id=headers[Header.ID.value],
+        expiration=request.expiration,
     )
 
 
-def _body(request: NotificationRequest) -> bytes:
-    payload: dict[str, Any] = dict(request.data)
-    payload["aps"] = request.aps
-    return _body_encoder.encode(payload)
+def _add_priority(
+    request: NotificationRequest, headers: dict[str, str]
+) -> LocalRejection | None:
+    priority = request.priority
+    background = request.push_type is PushType.BACKGROUND
+    if priority is None:
+        # Apple requires priority 5 for background pushes; for the others, it
+        # assumes 10 when the header is absent.
+        if background:
+            headers[Header.PRIORITY.value] = "5"
+        return None
+
+    if priority not in PRIORITIES:
+        return LocalRejection(Reason.BAD_PRIORITY, "priority: must be 1, 5 or 10")
+    if background and priority == 10:
+        return LocalRejection(
+            Reason.BAD_PRIORITY, "priority: a background push must not use 10"
+        )
+    headers[Header.PRIORITY.value] = str(priority)
+    return None
+
+
+def _body(request: NotificationRequest) -> bytes | PayloadProblem:
+    aps = build_aps(request, request.aps, request.push_type)
+    if isinstance(aps, PayloadProblem):
+        return aps
+    return encode_body(aps, request.data)

@@ -75,6 +75,30 @@ class Header(enum.StrEnum):
     COLLAPSE_ID = "apns-collapse-id"
 
 
+class InterruptionLevel(enum.StrEnum):
+    """`interruption-level`: how strongly a notification may interrupt the user."""
+
+    PASSIVE = "passive"
+    ACTIVE = "active"
+    TIME_SENSITIVE = "time-sensitive"
+    # Needs Apple's critical-alert entitlement; rings through Focus and silent mode.
+    CRITICAL = "critical"
+
+
+class LiveActivityEvent(enum.StrEnum):
+    """`event` of a Live Activity push."""
+
+    # Push-to-start: needs `attributes-type` and `attributes`.
+    START = "start"
+    UPDATE = "update"
+    END = "end"
+
+
+APS = "aps"
+"""The key of Apple's dictionary in the payload; custom keys sit beside it."""
+
 PRODUCTION_HOST = "api.push.apple.com"
 SANDBOX_HOST = "api.sandbox.push.apple.com"
 DEVICE_PATH_PREFIX = "/3/device/"
+PORTS = frozenset({443, 2197})
+"""The ports APNs listens on; 2197 is for networks that block outgoing 443."""

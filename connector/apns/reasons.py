@@ -116,19 +116,25 @@ _VERDICTS: dict[Reason, Verdict] = {
     Reason.BAD_ENVIRONMENT_KEY_ID_IN_TOKEN: Verdict.CONFIGURATION,
     Reason.BAD_ENVIRONMENT_KEY_IN_TOKEN: Verdict.CONFIGURATION,
     Reason.UNRELATED_KEY_ID_IN_TOKEN: Verdict.CONFIGURATION,
-    Reason.TOO_MANY_PROVIDER_TOKEN_UPDATES: Verdict.CONFIGURATION,
     Reason.IDLE_TIMEOUT: Verdict.RETRIABLE,
     Reason.EXPIRED_PROVIDER_TOKEN: Verdict.RETRIABLE,
     Reason.TOO_MANY_REQUESTS: Verdict.RETRIABLE,
     Reason.INTERNAL_SERVER_ERROR: Verdict.RETRIABLE,
     Reason.SERVICE_UNAVAILABLE: Verdict.RETRIABLE,
     Reason.SHUTDOWN: Verdict.RETRIABLE,
+    # The connection changed its token too often; the notification itself is fine,
+    # and a resend with the connection's current token is accepted.
+    Reason.TOO_MANY_PROVIDER_TOKEN_UPDATES: Verdict.RETRIABLE,
 }
 
 TOKEN_INVALID_REASONS = frozenset(
     reason for reason, verdict in _VERDICTS.items() if verdict is Verdict.TOKEN_INVALID
 )
 """Reasons after which the device token goes to the invalid-token topic."""
+
+ENVIRONMENT_MISMATCH_REASONS = frozenset({Reason.BAD_DEVICE_TOKEN})
+"""Apple's answers that a token from the app's other environment also gets: a token
+of a development build is a BadDeviceToken in production, and the other way round."""
 
 
 def classify(status: int, reason: str | None) -> Verdict:
@@ -156,3 +162,5 @@ class LocalReason(enum.StrEnum):
     DELIVERY_FAILED = "DeliveryFailed"
     # The request's expiration had passed before it could be sent.
     EXPIRED = "Expired"
+    # The aps dictionary or custom data break Apple's rules; `detail` names the key.
+    INVALID_PAYLOAD = "InvalidPayload"

@@ -213,6 +213,22 @@ class LocalBroker:
             shutil.rmtree(self._state_dir, ignore_errors=True)
             self._state_dir = None
 
+    def restart(self, down_s: float, timeout_s: float = 120) -> None:
+        """Stop the JVM, stay down `down_s` seconds, then start it again on the same
+        ports and data: an outage that clients must ride out on their own."""
+        if self._process is None or self._port is None:
+            raise BrokerError("the broker is not started")
+        java, libs = _java(), ensure_jars(self._version)
+        _terminate(self._process, 20)
+        self._process = None
+        time.sleep(down_s)
+
+        settings = _settings(self.state_dir / "data", self._port, self._controller_port)
+        properties = _write_properties(self.state_dir, settings)
+        deadline = time.monotonic() + timeout_s
+        if not self._run_until_ready(java, libs, properties, self._port, deadline):
+            raise BrokerError(f"port {self._port} was taken during the outage")
+
     def detach(self) -> int:
         """Leave the JVM running after this object and process are gone; its pid."""
         if self._process is None:

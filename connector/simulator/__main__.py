@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from connector.errors import ConfigurationError
 from connector.simulator.auth import load_public_key
 from connector.simulator.credentials import TlsIdentity, write_tls_identity
+from connector.simulator.faults import Faults
 from connector.simulator.rules import is_device_token
 from connector.simulator.server import Simulator
 
@@ -58,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             signing_keys=signing_keys,
             unregistered=unregistered,
             topics=arguments.topic or None,
+            max_concurrent_streams=arguments.max_streams,
+            faults=_faults(arguments),
         )
         asyncio.run(_serve(simulator, arguments.ready_file))
     except ConfigurationError as error:
@@ -103,6 +106,27 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--ready-file", type=Path, help="written with the port once listening"
     )
+    faults = parser.add_argument_group(
+        "faults", "what APNs does to connections, on demand (see simulator/faults.py)"
+    )
+    faults.add_argument(
+        "--max-streams", type=int, default=1000, help="MAX_CONCURRENT_STREAMS"
+    )
+    faults.add_argument("--answer-delay-ms", type=int, default=0, metavar="MS")
+    for name, what in (
+        ("refuse", "reset every Nth request of a connection with REFUSED_STREAM"),
+        ("goaway", "answer every Nth request of a connection, then GOAWAY"),
+        ("drop", "cut the connection at every Nth request, without a word"),
+    ):
+        faults.add_argument(
+            f"--{name}-every", type=int, default=0, metavar="N", help=what
+        )
+    faults.add_argument(
+        "--goaway-debug", default="", metavar="TEXT", help="debug data of the GOAWAY"
+    )
+    faults.add_argument(
+        "--stall", action="store_true", help="read, but write nothing at all"
+    )
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
@@ -129,6 +153,22 @@ async def _serve(simulator: Simulator, ready_file: Path | None) -> None:
         logger.info("stop requested")
     finally:
         await simulator.stop()
+
+
+def _faults(arguments: argparse.Namespace) -> Faults:
+    if arguments.max_streams < 1:
+        raise ConfigurationError("--max-streams must be at least 1")
+    try:
+        return Faults(
+            answer_delay_s=arguments.answer_delay_ms / 1000,
+            refuse_every=arguments.refuse_every,
+            goaway_every=arguments.goaway_every,
+            goaway_debug_data=arguments.goaway_debug.encode(),
+            drop_every=arguments.drop_every,
+            stall=arguments.stall,
+        )
+    except ValueError as error:
+        raise ConfigurationError(f"faults: {error}") from error
 
 
 def _tls_identity(directory: Path, host: str) -> TlsIdentity:

@@ -18,12 +18,14 @@ from collections.abc import Callable, Iterable
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
 
 from connector.apns.push_types import Header
 from connector.simulator.auth import ConnectionAuth
+from connector.simulator.faults import Act, Faults, goaway_frame
 from connector.simulator.received import ReceivedRequest, masked_path
 from connector.simulator.rules import Answer, Request, Rules, valid_apns_id
 
@@ -63,8 +65,16 @@ class SimulatorConnection(asyncio.Protocol):
         record: Callable[[ReceivedRequest], None],
         opened: Callable[[SimulatorConnection], None],
         closed: Callable[[SimulatorConnection], None],
+        faults: Faults | None = None,
+        open_streams_seen: list[int] | None = None,
     ) -> None:
         self.connection_id = connection_id
+        self._faults = faults or Faults()
+        # For each complete request, how many streams were open on its connection.
+        self._open_streams_seen = [] if open_streams_seen is None else open_streams_seen
+        self._requests = 0
+        # The last stream id named by a GOAWAY we sent; later streams go unanswered.
+        self._goaway_last: int | None = None
         self._rules = rules
         self._auth_for = auth_for
         self._record = record
@@ -145,6 +155,7 @@ class SimulatorConnection(asyncio.Protocol):
         self._flush()
         if self._peer_finished and not self._streams and not self._unsent:
             self._close_transport()
+        self._close_if_drained()
 
     # The client reads slower than we answer: stop reading its requests until the
     # answers already written have drained.
@@ -181,7 +192,7 @@ class SimulatorConnection(asyncio.Protocol):
                 event.flow_controlled_length, event.stream_id
             )
         elif isinstance(event, h2.events.StreamEnded):
-            self._answer(event.stream_id)
+            self._on_request(event.stream_id)
         elif isinstance(event, h2.events.StreamReset):
             self._streams.pop(event.stream_id, None)
             self._unsent.pop(event.stream_id, None)
@@ -190,6 +201,78 @@ class SimulatorConnection(asyncio.Protocol):
         elif isinstance(event, h2.events.ConnectionTerminated):
             # The client will open no more streams; finish the open ones first.
             self._peer_finished = True
+
+    # Faults
+
+    def announce_stream_limit(self, limit: int) -> None:
+        """Send SETTINGS with a new MAX_CONCURRENT_STREAMS, as APNs does at will."""
+        self._h2.update_settings(
+            {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: limit}
+        )
+        self._flush()
+
+    def send_goaway(
+        self, last_stream_id: int | None = None, debug: bytes = b""
+    ) -> None:
+        """GOAWAY naming `last_stream_id` (default: the newest stream received);
+        streams up to it are still answered, then the connection closes."""
+        if self._transport is None or self._transport.is_closing():
+            return
+        last = (
+            self._h2.highest_inbound_stream_id
+            if last_stream_id is None
+            else last_stream_id
+        )
+        self._goaway_last = last
+        self._flush()
+        self._transport.write(goaway_frame(last, debug))
+        self._close_if_drained()
+
+    def _on_request(self, stream_id: int) -> None:
+        """A request arrived whole: apply the faults, then answer it (or not)."""
+        if self._goaway_last is not None and stream_id > self._goaway_last:
+            # Beyond the GOAWAY: never processed, as the client was told.
+            self._streams.pop(stream_id, None)
+            return
+
+        self._requests += 1
+        self._open_streams_seen.append(len(self._streams))
+        act = self._faults.act(self._requests)
+        if act is Act.DROP:
+            self.abort()
+            return
+        if act is Act.REFUSE:
+            self._streams.pop(stream_id, None)
+            self._h2.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+            return
+
+        if self._faults.answer_delay_s > 0:
+            asyncio.get_running_loop().call_later(
+                self._faults.answer_delay_s, self._answer_late, stream_id, act
+            )
+            return
+        self._answer(stream_id)
+        if act is Act.ANSWER_THEN_GOAWAY:
+            self.send_goaway(stream_id, self._faults.goaway_debug_data)
+
+    def _answer_late(self, stream_id: int, act: Act) -> None:
+        if self._transport is None or self._transport.is_closing():
+            return
+        if self._goaway_last is not None and stream_id > self._goaway_last:
+            self._streams.pop(stream_id, None)
+            return
+        self._answer(stream_id)
+        self._flush()
+        if act is Act.ANSWER_THEN_GOAWAY:
+            self.send_goaway(stream_id, self._faults.goaway_debug_data)
+        self._close_if_drained()
+
+    def _close_if_drained(self) -> None:
+        last = self._goaway_last
+        if last is None or any(stream_id <= last for stream_id in self._streams):
+            return
+        self._flush()
+        self._close_transport()
 
     def _answer(self, stream_id: int) -> None:
         stream = self._streams.pop(stream_id, None)
@@ -279,6 +362,9 @@ class SimulatorConnection(asyncio.Protocol):
                 self._unsent.pop(stream_id, None)
 
     def _flush(self) -> None:
+        if self._faults.stall:
+            # Held back, PING acknowledgements included: the client hears nothing.
+            return
         data = self._h2.data_to_send()
         if data and self._transport is not None and not self._transport.is_closing():
             self._transport.write(data)

@@ -98,6 +98,10 @@ class Rules:
             raise ValueError("timestamp_ms must be a non-negative int of milliseconds")
         self._unregistered[_device_key(token)] = timestamp_ms
 
+    def inject(self, token: str, reason: Reason) -> None:
+        """From now on answer `token` with `reason` (after the credential checks)."""
+        self._injected[_device_key(token)] = Reason(reason)
+
     def answer(self, request: Request, auth: ConnectionAuth) -> Answer:
         if request.method != "POST":
             return _REJECTIONS[Reason.METHOD_NOT_ALLOWED]
@@ -109,7 +113,7 @@ class Rules:
         if reason is not None:
             return _REJECTIONS[reason]
 
-        reason = self._header_rejection(request)
+        reason = self._header_rejection(request, auth)
         if reason is not None:
             return _REJECTIONS[reason]
 
@@ -125,7 +129,9 @@ class Rules:
             return _REJECTIONS[Reason.PAYLOAD_TOO_LARGE]
         return ACCEPTED
 
-    def _header_rejection(self, request: Request) -> Reason | None:
+    def _header_rejection(
+        self, request: Request, auth: ConnectionAuth
+    ) -> Reason | None:
         headers = request.headers
         if request.repeated_header:
             return Reason.DUPLICATE_HEADERS
@@ -135,9 +141,8 @@ class Rules:
             return Reason.INVALID_PUSH_TYPE
 
         # Only token authentication needs the topic spelled out; a certificate names
-        # its own topic, which is where a certificate-authenticated connection will
-        # supply the missing header.
-        topic = headers.get(Header.TOPIC)
+        # its own topic, which stands in for a missing header.
+        topic = headers.get(Header.TOPIC) or auth.default_topic
         if not topic:
             return Reason.MISSING_TOPIC
         bundle_id = bundle_id_of(topic)

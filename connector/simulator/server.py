@@ -16,19 +16,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Collection, Mapping
+import time
+from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 from connector.apns.reasons import Reason
 from connector.simulator.auth import (
+    CertificateAuth,
     ConnectionAuth,
     SigningKey,
     TokenAuth,
+    certificate_topic,
     load_public_key,
 )
 from connector.simulator.connection import ALPN_H2, SimulatorConnection
 from connector.simulator.credentials import TlsIdentity
+from connector.simulator.faults import Faults
 from connector.simulator.received import ReceivedRequest
 from connector.simulator.rules import Rules
 
@@ -48,7 +53,11 @@ class Simulator:
     `signing_keys` maps a key id to its team id and public key PEM; `unregistered`
     maps device tokens to the time (ms) Apple would report them dead since;
     `injected` makes a device token answer a chosen reason; `topics` limits the
-    bundle ids accepted (None accepts any).
+    bundle ids accepted (None accepts any). With `client_ca`, a client may present a
+    certificate issued by that CA instead of tokens (see `CertificateAuth`).
+    `strict_tokens` holds token clients to Apple's per-connection rules (one key, a
+    token change at most every 20 minutes); `clock` (UNIX seconds) is what token ages
+    are measured against.
     """
 
     def __init__(
@@ -62,6 +71,10 @@ class Simulator:
         injected: Mapping[str, Reason] = {},
         topics: Collection[str] | None = None,
         max_concurrent_streams: int = 1000,
+        client_ca: Path | None = None,
+        strict_tokens: bool = False,
+        clock: Callable[[], float] = time.time,
+        faults: Faults | None = None,
     ) -> None:
         if max_concurrent_streams < 1:
             raise ValueError("max_concurrent_streams must be at least 1")
@@ -73,8 +86,14 @@ class Simulator:
             for key_id, (team_id, pem) in signing_keys.items()
         }
         self._rules = Rules(unregistered=unregistered, injected=injected, topics=topics)
-        self._ssl_context = _server_ssl_context(tls)
+        self._ssl_context = _server_ssl_context(tls, client_ca)
+        self._strict_tokens = strict_tokens
+        self._clock = clock
         self._max_concurrent_streams = max_concurrent_streams
+        # Misbehaviours to put on (see `faults`); tests may change them at any time.
+        self.faults = faults or Faults()
+        # For each complete request, how many streams were open on its connection.
+        self.open_streams_seen: list[int] = []
         self._server: asyncio.Server | None = None
         self._connections: set[SimulatorConnection] = set()
         self._no_connections = asyncio.Event()
@@ -132,6 +151,26 @@ class Simulator:
         """From now on answer `token` with 410 Unregistered and this timestamp."""
         self._rules.register_unregistered(token, timestamp_ms)
 
+    def inject(self, token: str, reason: Reason) -> None:
+        """From now on answer `token` with `reason`."""
+        self._rules.inject(token, reason)
+
+    def announce_stream_limit(self, limit: int) -> None:
+        """Lower or raise MAX_CONCURRENT_STREAMS on every connection, now and later."""
+        self._max_concurrent_streams = limit
+        for connection in list(self._connections):
+            connection.announce_stream_limit(limit)
+
+    def send_goaway(self, debug_data: bytes = b"") -> None:
+        """GOAWAY on every open connection, naming the newest stream each received."""
+        for connection in list(self._connections):
+            connection.send_goaway(debug=debug_data)
+
+    def drop_connections(self) -> None:
+        """Cut every open connection without a word."""
+        for connection in list(self._connections):
+            connection.abort()
+
     def _new_connection(self) -> SimulatorConnection:
         self._connections_made += 1
         return SimulatorConnection(
@@ -142,6 +181,8 @@ class Simulator:
             record=self.received.append,
             opened=self._opened,
             closed=self._closed,
+            faults=self.faults,
+            open_streams_seen=self.open_streams_seen,
         )
 
     def _opened(self, connection: SimulatorConnection) -> None:
@@ -154,9 +195,13 @@ class Simulator:
             self._no_connections.set()
 
     def _auth_for(self, transport: asyncio.Transport) -> ConnectionAuth:
-        # Every connection authenticates by provider token until the simulator
-        # accepts client certificates; then the peer certificate decides here.
-        return TokenAuth(self._keys)
+        # A certificate, if the client presented one, has been verified against the
+        # client CA by the handshake; without one, the connection uses tokens.
+        ssl_object = transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+        if der:
+            return CertificateAuth(certificate_topic(der))
+        return TokenAuth(self._keys, self._clock, strict=self._strict_tokens)
 
     async def _wait_closed(self) -> None:
         """Wait for the connections' TLS goodbyes, cutting off the slow ones."""
@@ -169,9 +214,13 @@ class Simulator:
             await self._no_connections.wait()
 
 
-def _server_ssl_context(tls: TlsIdentity) -> ssl.SSLContext:
+def _server_ssl_context(tls: TlsIdentity, client_ca: Path | None) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(tls.cert_path, tls.key_path)
+    if client_ca is not None:
+        # Optional: token clients present no certificate and are still welcome.
+        context.verify_mode = ssl.CERT_OPTIONAL
+        context.load_verify_locations(client_ca)
     context.set_alpn_protocols([ALPN_H2])
     return context

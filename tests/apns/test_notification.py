@@ -6,10 +6,11 @@ from connector.apns.notification import (
     APNS_ID_NAMESPACE,
     LocalRejection,
     Notification,
+    has_expired,
     prepare,
 )
 from connector.apns.push_types import PushType
-from connector.apns.reasons import Reason
+from connector.apns.reasons import LocalReason, Reason
 from connector.events import NotificationRequest
 
 TOKEN = "ab" * 32
@@ -53,7 +54,7 @@ def test_token_is_normalised() -> None:
 
 
 def test_background_defaults_to_priority_5_and_voip_gets_its_suffix() -> None:
-    background = prepare(request(push_type=PushType.BACKGROUND))
+    background = prepare(request(push_type=PushType.BACKGROUND, content_available=1))
     voip = prepare(request(push_type=PushType.VOIP, topic="com.example.app.voip"))
     assert isinstance(background, Notification) and isinstance(voip, Notification)
     assert background.headers["apns-priority"] == "5"
@@ -83,6 +84,21 @@ def test_expiration_zero_is_sent_and_collapse_id_kept() -> None:
         ),
         ({"priority": 7}, Reason.BAD_PRIORITY, "priority: must be 1, 5 or 10"),
         (
+            {"push_type": PushType.BACKGROUND, "priority": 10, "content_available": 1},
+            Reason.BAD_PRIORITY,
+            "priority: a background push must not use 10",
+        ),
+        (
+            {"expiration": -1},
+            Reason.BAD_EXPIRATION_DATE,
+            "expiration: must be UNIX seconds, 0 or more",
+        ),
+        (
+            {"push_type": PushType.WIDGETS},
+            LocalReason.INVALID_PAYLOAD,
+            "content_changed: a widgets push needs true",
+        ),
+        (
             # 22 three-byte characters: 22 characters, 66 bytes.
             {"collapse_id": "€" * 22},
             Reason.BAD_COLLAPSE_ID,
@@ -96,7 +112,7 @@ def test_expiration_zero_is_sent_and_collapse_id_kept() -> None:
     ],
 )
 def test_request_apple_would_refuse_is_rejected_locally(
-    fields: dict[str, object], reason: Reason, detail: str
+    fields: dict[str, object], reason: Reason | LocalReason, detail: str
 ) -> None:
     assert prepare(request(**fields)) == LocalRejection(reason, detail)
 
@@ -115,3 +131,25 @@ def test_repr_hides_the_token() -> None:
     prepared = prepare(request())
     assert TOKEN not in repr(prepared)
     assert TOKEN not in repr(request())
+
+
+@pytest.mark.parametrize(
+    ("expiration", "now_s", "expired"),
+    [
+        (None, 1_700_000_000.5, False),
+        # 0 asks Apple to try once, now: it never passes before sending.
+        (0, 1_700_000_000.5, False),
+        (1_700_000_001, 1_700_000_000.5, False),
+        (1_700_000_000, 1_700_000_000.0, False),
+        (1_700_000_000, 1_700_000_000.5, True),
+    ],
+)
+def test_expiration_passes_only_when_set_and_in_the_past(
+    expiration: int | None, now_s: float, expired: bool
+) -> None:
+    prepared = prepare(request(expiration=expiration))
+    assert isinstance(prepared, Notification)
+    assert has_expired(prepared, now_s) is expired
+    assert prepared.headers.get("apns-expiration") == (
+        None if expiration is None else str(expiration)
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ import yaml
 
 from connector import settings
 from connector.settings import AppSettings, Auth, Environment
+from connector.telemetry.metrics import metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "apns-connector"
@@ -531,15 +533,25 @@ def test_dashboard_charts_the_connector_metrics() -> None:
     queries = " ".join(
         target["expr"] for panel in dashboard["panels"] for target in panel["targets"]
     )
+    charted = set(re.findall(r"\bapns_connector_\w+", queries))
 
-    for metric in (
+    assert charted == {
         "apns_connector_outcomes_total",
         "apns_connector_apns_request_duration_seconds_bucket",
+        "apns_connector_process_duration_seconds_bucket",
         "apns_connector_in_flight",
-        "apns_connector_consumer_lag",
+        "apns_connector_connections_open",
+        "apns_connector_token_mints_total",
         "apns_connector_retries_total",
-    ):
-        assert metric in queries
+        "apns_connector_consumer_lag",
+    }
+    # Every metric the connector exposes is charted, by the name it is scraped as.
+    exposed = {
+        family.name
+        for family in metrics.registry.collect()
+        if family.name.startswith("apns_connector_")
+    }
+    assert {re.sub(r"_(total|bucket)$", "", name) for name in charted} == exposed
 
 
 def test_dashboard_is_shipped_as_it_is_in_the_chart() -> None:

@@ -1,0 +1,292 @@
+"""The failure scenarios: each breaks one thing during a run and counts the damage."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+import signal
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chaos.figures import Figures, count_leaks, log_texts
+from chaos.inputs import bad_inputs
+from connector import stack
+from connector.events import NotificationRequest, Outcome, encoder
+from connector.kafka.broker import LocalBroker
+from connector.kafka.topics import ensure_topics
+from connector.simulator.credentials import write_signing_key
+from connector.simulator.server import Simulator
+
+BUNDLE_ID = "com.example.demo"
+WAIT_S = 600
+
+
+@dataclass
+class Stage:
+    """What every scenario runs on: a broker, the simulator and their credentials."""
+
+    bootstrap: str
+    credentials: stack.Credentials
+    simulator: Simulator
+    directory: Path
+    runs: list[stack.Run] = field(default_factory=list)
+
+    def kill_leftovers(self) -> None:
+        for run in self.runs:
+            run.kill_leftovers()
+
+    async def new_run(self, name: str, bootstrap: str | None = None) -> stack.Run:
+        folder = self.directory / name
+        folder.mkdir(parents=True, exist_ok=True)
+        run = stack.Run(
+            bootstrap or self.bootstrap,
+            folder,
+            self.credentials,
+            self.simulator.port,
+            BUNDLE_ID,
+        )
+        await ensure_topics(run.bootstrap, stack.topics(run.prefix))
+        self.runs.append(run)
+        return run
+
+
+def valid_requests(count: int, tag: str) -> list[tuple[str, bytes, str]]:
+    """(request id, record value, device token) for `count` deliverable requests."""
+    requests = []
+    for number in range(count):
+        token = secrets.token_hex(32)
+        request_id = f"{tag}-{number}"
+        value = encoder.encode(
+            NotificationRequest(
+                id=request_id, device_token=token, topic=BUNDLE_ID, aps={"alert": "hi"}
+            )
+        )
+        requests.append((request_id, value, token))
+    return requests
+
+
+async def wait_for_outcomes(run: stack.Run, at_least: int) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while await run.outcomes_written() < at_least:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"fewer than {at_least} outcomes after {WAIT_S} s")
+        await asyncio.sleep(0.1)
+
+
+async def read_all(run: stack.Run, ids: Iterable[str]) -> stack.ReadBack:
+    return await stack.read_outcomes(
+        run.bootstrap, set(ids), topic=run.results, timeout_s=WAIT_S
+    )
+
+
+def leaks(run: stack.Run, read: stack.ReadBack, tokens: Iterable[str]) -> int:
+    outcomes = [encoder.encode(o) for seen in read.outcomes.values() for o, _ in seen]
+    return count_leaks(log_texts(run.directory) + outcomes, tokens)
+
+
+def committed_ahead(
+    committed: dict[int, int], outcomes: Iterable[list[tuple[Outcome, int]]]
+) -> int:
+    """Committed input offsets whose request has no outcome: must be 0."""
+    done = {(o.partition, o.offset) for seen in outcomes for o, _ in seen}
+    return sum(
+        1
+        for partition, position in committed.items()
+        for offset in range(position)
+        if (partition, offset) not in done
+    )
+
+
+async def sigkill(stage: Stage, *, requests: int, kills: int, seed: int) -> Figures:
+    """SIGKILL the connector at random moments and restart it each time."""
+    run = await stage.new_run("sigkill")
+    records = valid_requests(requests, "kill")
+    await run.produce([(rid, value) for rid, value, _ in records])
+
+    marks = sorted(random.Random(seed).sample(range(requests // 10, requests), kills))
+    connector = run.start_connector()
+    for mark in marks:
+        await wait_for_outcomes(run, mark)
+        connector.kill()
+        connector = run.start_connector()
+
+    read = await read_all(run, (rid for rid, _, _ in records))
+    # The last connector may have found nothing left to do; let it finish starting
+    # so that SIGTERM meets its handler.
+    await stack.wait_for_group(run.bootstrap, run.group)
+    exit_code = connector.stop()
+    committed = await run.committed()
+    return Figures(
+        "sigkill",
+        requests,
+        lost=read.missing(rid for rid, _, _ in records),
+        duplicates=read.duplicates,
+        leaked_secrets=leaks(run, read, (t for _, _, t in records)),
+        details={
+            "kills": kills,
+            "exit": exit_code,
+            "committed_ahead": committed_ahead(committed, read.outcomes.values()),
+        },
+    )
+
+
+async def broker_outage(
+    stage: Stage, *, requests: int, down_s: float, directory: Path
+) -> Figures:
+    """Stop the broker mid-run for `down_s` seconds; the connector rides it out."""
+    with LocalBroker(directory / "outage-kafka") as broker:
+        run = await stage.new_run("outage", bootstrap=broker.bootstrap)
+        records = valid_requests(requests, "outage")
+        await run.produce([(rid, value) for rid, value, _ in records])
+
+        connector = run.start_connector()
+        await wait_for_outcomes(run, requests // 3)
+        await asyncio.to_thread(broker.restart, down_s)
+        survived = connector.popen.poll() is None
+
+        read = await read_all(run, (rid for rid, _, _ in records))
+        still_running = connector.popen.poll() is None
+        exit_code = connector.stop()
+        committed = await run.committed()
+
+    return Figures(
+        "broker-outage",
+        requests,
+        lost=read.missing(rid for rid, _, _ in records),
+        duplicates=read.duplicates,
+        leaked_secrets=leaks(run, read, (t for _, _, t in records)),
+        details={
+            "down_s": down_s,
+            "crashed": int(not (survived and still_running)),
+            "exit": exit_code,
+            "committed_ahead": committed_ahead(committed, read.outcomes.values()),
+        },
+    )
+
+
+async def rebalance(stage: Stage, *, requests: int) -> Figures:
+    """Two connectors in one group; a third joins, then one leaves."""
+    run = await stage.new_run("rebalance")
+    records = valid_requests(requests, "rebalance")
+    await run.produce([(rid, value) for rid, value, _ in records])
+
+    first, second = run.start_connector(), run.start_connector()
+    await wait_for_outcomes(run, requests // 4)
+    third = run.start_connector()
+    await wait_for_outcomes(run, requests // 2)
+    first.popen.send_signal(signal.SIGTERM)
+    left = await asyncio.to_thread(first.popen.wait, 60)
+
+    read = await read_all(run, (rid for rid, _, _ in records))
+    exits = [left, second.stop(), third.stop()]
+    return Figures(
+        "rebalance",
+        requests,
+        lost=read.missing(rid for rid, _, _ in records),
+        duplicates=read.duplicates,
+        leaked_secrets=leaks(run, read, (t for _, _, t in records)),
+        details={"connectors": 3, "exits": "/".join(map(str, exits))},
+    )
+
+
+async def bad_input(stage: Stage, *, count: int, seed: int) -> Figures:
+    """Generated bad records: each gets exactly one rejected outcome."""
+    run = await stage.new_run("bad-input")
+    inputs = bad_inputs(count, seed)
+    await run.produce(inputs)  # type: ignore[arg-type]
+    good = valid_requests(10, "after-bad")
+    await run.produce([(rid, value) for rid, value, _ in good])
+
+    connector = run.start_connector()
+    ids = [key for key, _ in inputs] + [rid for rid, _, _ in good]
+    read = await read_all(run, ids)
+    exit_code = connector.stop()
+
+    statuses = {
+        o.status.value for key, _ in inputs for o, _ in read.outcomes.get(key, [])
+    }
+    delivered_after = sum(
+        1
+        for rid, _, _ in good
+        if [o.status.value for o, _ in read.outcomes.get(rid, [])] == ["delivered"]
+    )
+    return Figures(
+        "bad-input",
+        count,
+        lost=read.missing(ids),
+        duplicates=read.duplicates,
+        leaked_secrets=leaks(run, read, ()),
+        details={
+            "statuses": "/".join(sorted(statuses)),
+            "good_after": delivered_after,
+            "exit": exit_code,
+        },
+    )
+
+
+async def credential_fault(stage: Stage, *, requests: int) -> Figures:
+    """One app signs with a key APNs does not know; the other app keeps flowing."""
+    run = await stage.new_run("credentials")
+    wrong_key = run.directory / "AuthKey_wrong.p8"
+    write_signing_key(wrong_key)
+    broken = "com.example.broken"
+    run.config.write_text(
+        run.config.read_text()
+        + f"""
+[[apps]]
+bundle_id = "{broken}"
+environment = "sandbox"
+key_file = "{wrong_key}"
+key_id = "{stack.KEY_ID}"
+team_id = "{stack.TEAM_ID}"
+host = "127.0.0.1"
+port = {stage.simulator.port}
+ca_file = "{stage.credentials.cert_file}"
+"""
+    )
+    good = valid_requests(requests, "good-app")
+    bad = []
+    for number in range(requests):
+        token, request_id = secrets.token_hex(32), f"broken-app-{number}"
+        request = NotificationRequest(id=request_id, device_token=token, topic=broken)
+        bad.append((request_id, encoder.encode(request), token))
+    mixed = [pair for pairs in zip(good, bad, strict=True) for pair in pairs]
+    await run.produce([(rid, value) for rid, value, _ in mixed])
+
+    started = time.monotonic()
+    connector = run.start_connector()
+    read = await read_all(run, (rid for rid, _, _ in mixed))
+    minutes = max(time.monotonic() - started, 1.0) / 60
+    exit_code = connector.stop()
+
+    broken_paths = {f"/3/device/{token}" for _, _, token in bad}
+    broken_connections = {
+        r.connection_id for r in stage.simulator.received if r.path in broken_paths
+    }
+    outcomes = [read.outcomes.get(rid, [(None, 0)])[0][0] for rid, _, _ in mixed]
+    by_status = {
+        "good_delivered": sum(
+            1 for o in outcomes[0::2] if o is not None and o.status.value == "delivered"
+        ),
+        "broken_failed": sum(
+            1
+            for o in outcomes[1::2]
+            if o is not None
+            and (o.status.value, o.reason) == ("failed", "InvalidProviderToken")
+        ),
+    }
+    return Figures(
+        "credential-fault",
+        2 * requests,
+        lost=read.missing(rid for rid, _, _ in mixed),
+        duplicates=read.duplicates,
+        leaked_secrets=leaks(run, read, (t for _, _, t in mixed)),
+        details={
+            **by_status,
+            "broken_connections_per_min": round(len(broken_connections) / minutes, 1),
+            "exit": exit_code,
+        },
+    )
