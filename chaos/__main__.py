@@ -34,6 +34,7 @@ async def run_all(bootstrap: str, directory: Path, scale: float) -> list[Figures
                 ),
             ),
             ("rebalance", scenarios.rebalance(stage, requests=int(10_000 * scale))),
+            ("apns-faults", scenarios.apns_faults(stage, requests=int(10_000 * scale))),
             (
                 "bad-input",
                 scenarios.bad_input(stage, count=int(10_000 * scale), seed=3),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import secrets
 import signal
@@ -14,10 +15,12 @@ from pathlib import Path
 from chaos.figures import Figures, count_leaks, log_texts
 from chaos.inputs import bad_inputs
 from connector import stack
+from connector.apns.reasons import Reason
 from connector.events import NotificationRequest, Outcome, encoder
 from connector.kafka.broker import LocalBroker
 from connector.kafka.topics import ensure_topics
 from connector.simulator.credentials import write_signing_key
+from connector.simulator.faults import Faults
 from connector.simulator.server import Simulator
 
 BUNDLE_ID = "com.example.demo"
@@ -290,3 +293,69 @@ ca_file = "{stage.credentials.cert_file}"
             "exit": exit_code,
         },
     )
+
+
+async def apns_faults(stage: Stage, *, requests: int) -> Figures:
+    """APNs misbehaves during the run: refused streams, GOAWAYs, dropped and stalled
+    connections, the stream limit cut to 1, and tokens answered 500, 503 or 429."""
+    run = await stage.new_run("apns-faults")
+    records = valid_requests(requests, "faults")
+    # Every 25th request is answered with a retriable error, whatever it tries.
+    troubled = {
+        token: reason
+        for (_, _, token), reason in zip(
+            records[::25], itertools.cycle(_RETRIABLE_ANSWERS), strict=False
+        )
+    }
+    for token, reason in troubled.items():
+        stage.simulator.inject(token, reason)
+    await run.produce([(rid, value) for rid, value, _ in records])
+
+    simulator = stage.simulator
+    simulator.faults = Faults(refuse_every=97, goaway_every=499, drop_every=1499)
+    connector = run.start_connector()
+    try:
+        await wait_for_outcomes(run, requests // 4)
+        simulator.announce_stream_limit(1)
+        await asyncio.sleep(2)
+        simulator.announce_stream_limit(1000)
+        await wait_for_outcomes(run, requests // 2)
+        simulator.faults.stall = True
+        await asyncio.sleep(3)
+        simulator.faults.stall = False
+        simulator.drop_connections()
+        read = await read_all(run, (rid for rid, _, _ in records))
+    finally:
+        simulator.faults = Faults()
+    exit_code = connector.stop()
+
+    first = {rid: seen[0][0] for rid, seen in read.outcomes.items()}
+    troubled_ids = {rid for rid, _, token in records if token in troubled}
+    return Figures(
+        "apns-faults",
+        requests,
+        lost=read.missing(rid for rid, _, _ in records),
+        duplicates=read.duplicates,
+        leaked_secrets=leaks(run, read, (t for _, _, t in records)),
+        details={
+            "delivered": sum(
+                1
+                for rid, o in first.items()
+                if rid not in troubled_ids and o.status.value == "delivered"
+            ),
+            "failed_retriable": sum(
+                1
+                for rid in troubled_ids
+                if rid in first and first[rid].status.value == "failed"
+            ),
+            "max_attempts": max((o.attempts for o in first.values()), default=0),
+            "exit": exit_code,
+        },
+    )
+
+
+_RETRIABLE_ANSWERS = (
+    Reason.INTERNAL_SERVER_ERROR,
+    Reason.SERVICE_UNAVAILABLE,
+    Reason.TOO_MANY_REQUESTS,
+)

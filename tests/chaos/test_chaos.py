@@ -96,3 +96,16 @@ def test_leak_scan_finds_tokens_jwts_and_keys() -> None:
         b'{"token_digest": "0123456789ab", "trace": "' + b"cd" * 16 + b'"}',
     ]
     assert count_leaks(texts, [token]) == 3
+
+
+async def test_apns_faults_lose_nothing_and_stay_within_the_attempts(
+    stage: scenarios.Stage,
+) -> None:
+    figures = await scenarios.apns_faults(stage, requests=3000)
+    print(figures)
+    assert (figures.lost, figures.leaked_secrets) == (0, 0)
+    # Every 25th request is answered 500, 503 or 429 on every attempt.
+    assert figures.details["failed_retriable"] == 120
+    assert figures.details["delivered"] == 2880
+    assert figures.details["max_attempts"] == 3
+    assert figures.details["exit"] == 0
