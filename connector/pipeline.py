@@ -126,26 +126,30 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         if self._working < bound:
             return bound - self._working
 
-        self._resume_at = bound - max(1, bound // 10)
-        self._room_freed.clear()
-        try:
-            async with asyncio.timeout(PAUSE_AFTER_S):
-                await self._room_freed.wait()
-            return bound - self._working
-        except TimeoutError:
-            pass
-        finally:
-            self._resume_at = -1
-
-        self._consumer.pause(*self._consumer.assignment())
-        self._resume_at = bound - max(1, bound // 4)
-        self._room_freed.clear()
-        try:
-            await self._room_freed.wait()
-        finally:
-            self._resume_at = -1
-            self._consumer.resume(*self._consumer.paused())
+        if not await self._working_falls_to(bound - max(1, bound // 10), PAUSE_AFTER_S):
+            self._consumer.pause(*self._consumer.assignment())
+            try:
+                await self._working_falls_to(bound - max(1, bound // 4))
+            finally:
+                self._consumer.resume(*self._consumer.paused())
         return bound - self._working
+
+    async def _working_falls_to(
+        self, level: int, timeout_s: float | None = None
+    ) -> bool:
+        """Wait until at most `level` requests are in flight; False on timeout."""
+        # Checked after arming: requests may have finished while we were away.
+        self._resume_at = level
+        self._room_freed.clear()
+        try:
+            if self._working > level:
+                async with asyncio.timeout(timeout_s):
+                    await self._room_freed.wait()
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._resume_at = -1
 
     async def _start_all(
         self, partition: TopicPartition, records: Iterable[ConsumerRecord]
