@@ -14,6 +14,7 @@ interrupts the user; a Live Activity push says its `event` and `timestamp`; ...)
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -90,6 +91,7 @@ class ApsFields(msgspec.Struct, kw_only=True, frozen=True):
 
 
 APS_FIELDS: tuple[str, ...] = ApsFields.__struct_fields__
+_aps_values = operator.attrgetter(*APS_FIELDS)
 _LIVE_ACTIVITY_FIELDS = (
     "timestamp",
     "event",
@@ -125,7 +127,7 @@ class PayloadProblem:
 
 
 def has_typed_fields(fields: ApsFields) -> bool:
-    return any(getattr(fields, field) is not None for field in APS_FIELDS)
+    return _aps_values(fields).count(None) != len(APS_FIELDS)
 
 
 def build_aps(

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import uvloop
 from aiokafka.errors import KafkaError
 
 from connector import logs, schemas, settings
@@ -123,7 +124,8 @@ def _run(args: argparse.Namespace) -> int:
     loaded = settings.load(args.config)
     logs.configure(args.log_level or loaded.telemetry.log_level)
     try:
-        asyncio.run(serve(loaded))
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(serve(loaded))
     except (ConnectorError, KafkaError):
         raise
     except Exception:
