@@ -32,6 +32,7 @@ format: setup
 
 # The failure scenarios at full size: a table, then
 # `chaos: scenarios=<n> lost=<n> duplicates=<n> leaked_secrets=<n>`.
+# One scenario, smaller: .venv/bin/python -m chaos --scale 0.2 --only credential-fault
 chaos: setup
 	$(PY) -m connector.kafka.broker fetch
 	$(PY) -m chaos

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import itertools
+import json
 import random
 import secrets
 import signal
@@ -12,15 +14,22 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography import x509
+
 from chaos.figures import Figures, count_leaks, log_texts
 from chaos.inputs import bad_inputs
 from connector import stack
-from connector.apns.reasons import Reason
+from connector.apns.reasons import LocalReason, Reason
 from connector.events import NotificationRequest, Outcome, encoder
 from connector.kafka.broker import LocalBroker
 from connector.kafka.topics import ensure_topics
-from connector.simulator.credentials import write_signing_key
+from connector.simulator.credentials import (
+    write_certificate_authority,
+    write_client_certificate,
+    write_signing_key,
+)
 from connector.simulator.faults import Faults
+from connector.simulator.received import ReceivedRequest
 from connector.simulator.server import Simulator
 
 BUNDLE_ID = "com.example.demo"
@@ -230,33 +239,27 @@ async def bad_input(stage: Stage, *, count: int, seed: int) -> Figures:
     )
 
 
+# The apps of the credential-fault scenario beside the one that works, each with one
+# fault of issue 8's: a key APNs does not know, a key Apple revoked, a client
+# certificate past its date.
+WRONG_KEY_APP = "com.example.broken"
+REVOKED_KEY_APP = "com.example.revoked"
+EXPIRED_CERTIFICATE_APP = "com.example.expired"
+REVOKED_KEY_ID = "REVOKED001"
+_EXPIRED_WARNING = "client certificate expired"
+
+
 async def credential_fault(stage: Stage, *, requests: int) -> Figures:
-    """One app signs with a key APNs does not know; the other app keeps flowing."""
+    """Three apps with broken credentials (a wrong key, a revoked key, an expired
+    certificate) beside one that works: each broken app's requests fail at once
+    with a configuration reason, the working app keeps flowing."""
     run = await stage.new_run("credentials")
-    wrong_key = run.directory / "AuthKey_wrong.p8"
-    write_signing_key(wrong_key)
-    broken = "com.example.broken"
-    run.config.write_text(
-        run.config.read_text()
-        + f"""
-[[apps]]
-bundle_id = "{broken}"
-environment = "sandbox"
-key_file = "{wrong_key}"
-key_id = "{stack.KEY_ID}"
-team_id = "{stack.TEAM_ID}"
-host = "127.0.0.1"
-port = {stage.simulator.port}
-ca_file = "{stage.credentials.cert_file}"
-"""
-    )
-    good = valid_requests(requests, "good-app")
-    bad = []
-    for number in range(requests):
-        token, request_id = secrets.token_hex(32), f"broken-app-{number}"
-        request = NotificationRequest(id=request_id, device_token=token, topic=broken)
-        bad.append((request_id, encoder.encode(request), token))
-    mixed = [pair for pairs in zip(good, bad, strict=True) for pair in pairs]
+    run.config.write_text(run.config.read_text() + _broken_apps(stage, run))
+    expired_on = _expired_certificate(run).not_valid_after_utc
+
+    apps = (BUNDLE_ID, WRONG_KEY_APP, REVOKED_KEY_APP, EXPIRED_CERTIFICATE_APP)
+    by_app = {app: _requests_for(app, requests) for app in apps}
+    mixed = [record for records in zip(*by_app.values()) for record in records]
     await run.produce([(rid, value) for rid, value, _ in mixed])
 
     started = time.monotonic()
@@ -265,34 +268,132 @@ ca_file = "{stage.credentials.cert_file}"
     minutes = max(time.monotonic() - started, 1.0) / 60
     exit_code = connector.stop()
 
-    broken_paths = {f"/3/device/{token}" for _, _, token in bad}
-    broken_connections = {
-        r.connection_id for r in stage.simulator.received if r.path in broken_paths
-    }
-    outcomes = [read.outcomes.get(rid, [(None, 0)])[0][0] for rid, _, _ in mixed]
-    by_status = {
-        "good_delivered": sum(
-            1 for o in outcomes[0::2] if o is not None and o.status.value == "delivered"
-        ),
-        "broken_failed": sum(
-            1
-            for o in outcomes[1::2]
-            if o is not None
-            and (o.status.value, o.reason) == ("failed", "InvalidProviderToken")
-        ),
-    }
+    def first(app: str) -> list[Outcome | None]:
+        return [
+            seen[0][0] if (seen := read.outcomes.get(rid)) else None
+            for rid, _, _ in by_app[app]
+        ]
+
+    def sent(*broken: str) -> list[ReceivedRequest]:
+        paths = {f"/3/device/{t}" for app in broken for _, _, t in by_app[app]}
+        return [r for r in stage.simulator.received if r.path in paths]
+
+    broken = [o for app in apps[1:] for o in first(app) if o is not None]
+    token_apps = sent(WRONG_KEY_APP, REVOKED_KEY_APP)
     return Figures(
         "credential-fault",
-        2 * requests,
+        len(mixed),
         lost=read.missing(rid for rid, _, _ in mixed),
         duplicates=read.duplicates,
         leaked_secrets=leaks(run, read, (t for _, _, t in mixed)),
         details={
-            **by_status,
-            "broken_connections_per_min": round(len(broken_connections) / minutes, 1),
+            "good_delivered": _count(first(BUNDLE_ID), "delivered", None),
+            "wrong_key_failed": _count(
+                first(WRONG_KEY_APP), "failed", Reason.INVALID_PROVIDER_TOKEN
+            ),
+            "revoked_key_failed": _count(
+                first(REVOKED_KEY_APP), "failed", Reason.INVALID_PROVIDER_TOKEN
+            ),
+            "expired_certificate_failed": _count(
+                first(EXPIRED_CERTIFICATE_APP),
+                "failed",
+                LocalReason.CERTIFICATE_EXPIRED,
+            ),
+            "broken_max_attempts": max((o.attempts for o in broken), default=0),
+            "broken_retriable": sum(1 for o in broken if o.retriable),
+            "broken_connections_per_min": round(
+                len({r.connection_id for r in token_apps}) / minutes, 1
+            ),
+            "expired_certificate_sent": len(sent(EXPIRED_CERTIFICATE_APP)),
+            "expired_warnings": _expired_warnings(run, expired_on),
             "exit": exit_code,
         },
     )
+
+
+def _broken_apps(stage: Stage, run: stack.Run) -> str:
+    """The settings of the three broken apps; their keys and certificate written."""
+    wrong_key = run.directory / "AuthKey_wrong.p8"
+    write_signing_key(wrong_key)
+    revoked_key = run.directory / f"AuthKey_{REVOKED_KEY_ID}.p8"
+    stage.simulator.add_signing_key(
+        REVOKED_KEY_ID, stack.TEAM_ID, write_signing_key(revoked_key)
+    )
+    stage.simulator.revoke_key(REVOKED_KEY_ID)
+    authority = write_certificate_authority(run.directory / "client-ca")
+    certificate = write_client_certificate(
+        authority,
+        run.directory / "expired",
+        EXPIRED_CERTIFICATE_APP,
+        valid_for=-datetime.timedelta(days=1),
+    )
+    where = f"""host = "127.0.0.1"
+port = {stage.simulator.port}
+ca_file = "{stage.credentials.cert_file}"
+"""
+    return f"""
+[[apps]]
+bundle_id = "{WRONG_KEY_APP}"
+environment = "sandbox"
+key_file = "{wrong_key}"
+key_id = "{stack.KEY_ID}"
+team_id = "{stack.TEAM_ID}"
+{where}
+[[apps]]
+bundle_id = "{REVOKED_KEY_APP}"
+environment = "sandbox"
+key_file = "{revoked_key}"
+key_id = "{REVOKED_KEY_ID}"
+team_id = "{stack.TEAM_ID}"
+{where}
+[[apps]]
+bundle_id = "{EXPIRED_CERTIFICATE_APP}"
+environment = "sandbox"
+auth = "certificate"
+certificate_file = "{certificate.p12_path}"
+certificate_password_file = "{certificate.password_path}"
+{where}"""
+
+
+def _expired_certificate(run: stack.Run) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(
+        (run.directory / "expired" / "cert.pem").read_bytes()
+    )
+
+
+def _requests_for(app: str, count: int) -> list[tuple[str, bytes, str]]:
+    records = []
+    for number in range(count):
+        token, request_id = secrets.token_hex(32), f"{app}-{number}"
+        request = NotificationRequest(
+            id=request_id, device_token=token, topic=app, aps={"alert": "hi"}
+        )
+        records.append((request_id, encoder.encode(request), token))
+    return records
+
+
+def _count(outcomes: list[Outcome | None], status: str, reason: str | None) -> int:
+    return sum(
+        1
+        for o in outcomes
+        if o is not None and (o.status.value, o.reason) == (status, reason)
+    )
+
+
+def _expired_warnings(run: stack.Run, expired_on: datetime.datetime) -> int:
+    """Warnings in the connector's log naming the expired app and its expiry date."""
+    found = 0
+    for text in log_texts(run.directory):
+        for line in text.splitlines():
+            if _EXPIRED_WARNING.encode() not in line:
+                continue
+            fields = json.loads(line)
+            found += (
+                fields.get("level") == "WARNING"
+                and fields.get("app") == EXPIRED_CERTIFICATE_APP
+                and fields.get("not_valid_after") == expired_on.isoformat()
+            )
+    return found
 
 
 async def apns_faults(stage: Stage, *, requests: int) -> Figures:

@@ -87,6 +87,21 @@ class Delivery:
         if isinstance(prepared, LocalRejection):
             return self._rejected_locally(request, outcome, prepared)
 
+        problem = client.credential_problem()
+        if problem is not None:
+            # The app cannot send at all (its certificate expired): Apple is not
+            # asked, and the outcome says what to fix.
+            return Result(
+                _replace(
+                    outcome,
+                    status=Status.FAILED,
+                    reason=problem.reason.value,
+                    detail=problem.detail,
+                    apns_id=prepared.apns_id,
+                    attempts=0,
+                )
+            )
+
         return await self._send(client, request, prepared, outcome)
 
     def _rejected_locally(
@@ -195,7 +210,9 @@ class Delivery:
             outcome,
             status=_STATUS_OF_VERDICT[verdict],
             reason=response.reason,
-            http_status=response.status,
+            # A refusal of our own (a certificate the TLS handshake refused) has
+            # no HTTP status: Apple never answered.
+            http_status=None if response.local else response.status,
             apns_id=response.apns_id or notification.apns_id,
             invalidated_at_ms=response.timestamp_ms,
             attempts=attempt,

@@ -211,5 +211,6 @@ async def test_missing_key_file_stops_the_connector_at_start(
     connector = run.start_connector()
     assert connector.popen.wait(30) == 2
     assert connector.log_tail(1) == (
-        f"apns-connector: key file {tmp_path}/none.p8 does not exist"
+        f"apns-connector: apps (com.example.demo).key_file {tmp_path}/none.p8 "
+        "does not exist"
     )

@@ -9,7 +9,10 @@ replaced after `ROTATE_AFTER_S`, and never replaced sooner than
 
 Certificate authentication: a `.p12` file (usually with a password) or a PEM
 certificate and key, presented as the TLS client certificate; `load_client_certificate`
-puts it into an app's SSL context.
+puts it into an app's SSL context. A file that cannot be read as one stops the
+connector at start; a certificate past its expiry date does not: it is only one
+app's problem, and a certificate can expire while the connector runs as well, so the
+APNs client checks the date before each send.
 """
 
 from __future__ import annotations
@@ -52,24 +55,26 @@ _ClientKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 _CLIENT_KEY_TYPES = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)
 
 
-def load_signing_key(path: Path) -> ec.EllipticCurvePrivateKey:
-    """Read a `.p8` key; a missing, unreadable or wrong key is a configuration error."""
+def load_signing_key(
+    path: Path, setting: str = "key file"
+) -> ec.EllipticCurvePrivateKey:
+    """Read a `.p8` key; a missing, unreadable or wrong key is a configuration error
+    whose message starts with `setting` (such as "apps (com.example).key_file")."""
+    where = f"{setting} {path}"
     try:
         pem = path.read_bytes()
     except FileNotFoundError as exc:
-        raise ConfigurationError(f"key file {path} does not exist") from exc
+        raise ConfigurationError(f"{where} does not exist") from exc
     except OSError as exc:
-        raise ConfigurationError(
-            f"key file {path} cannot be read: {exc.strerror}"
-        ) from exc
+        raise ConfigurationError(f"{where} cannot be read: {exc.strerror}") from exc
 
     try:
         key = load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as exc:
-        raise ConfigurationError(f"key file {path} is not a PEM private key") from exc
+        raise ConfigurationError(f"{where} is not a PEM private key") from exc
 
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
-        raise ConfigurationError(f"key file {path} is not a P-256 (ES256) key")
+        raise ConfigurationError(f"{where} is not a P-256 (ES256) key")
     return key
 
 
@@ -83,11 +88,14 @@ class ProviderToken:
         key_id: str,
         team_id: str,
         clock: Callable[[], float] = time.time,
+        minted: Callable[[], None] | None = None,
     ) -> None:
         self._key = key
         self._key_id = key_id
         self._team_id = team_id
         self._clock = clock
+        # Told of every token signed (the metrics count them).
+        self._minted = minted
         self._header: str | None = None
         self._issued_at = 0.0
         self.mints = 0
@@ -129,6 +137,8 @@ class ProviderToken:
         self._header = f"bearer {token}"
         self._issued_at = now
         self.mints += 1
+        if self._minted is not None:
+            self._minted()
 
     def __repr__(self) -> str:
         return (
@@ -137,13 +147,20 @@ class ProviderToken:
         )
 
 
-def load_client_certificate(context: ssl.SSLContext, app: AppSettings) -> None:
-    """Make `context` present the app's certificate; ConfigurationError if it cannot.
+def load_client_certificate(
+    context: ssl.SSLContext,
+    app: AppSettings,
+    now: datetime.datetime | None = None,
+) -> datetime.datetime:
+    """Make `context` present the app's certificate; return when it expires.
 
     The file is a `.p12` or PEM; a PEM key may sit in the certificate file or in
     `certificate_key_file`. The password, when there is one, is the first line of
-    `certificate_password_file`. Every problem is found here, at start: a wrong
-    password, a key that is not the certificate's, a certificate out of its dates.
+    `certificate_password_file`. A file that cannot be used is a ConfigurationError:
+    unreadable, a wrong password, a key that is not the certificate's, a certificate
+    not valid yet. A certificate that expired before `now` (default: the current
+    time) is loaded all the same and logged as a warning; its app cannot send, and
+    the others can (the APNs client answers its requests itself).
     """
     assert app.certificate_file is not None
     where = f"apps ({app.bundle_id}).certificate_file {app.certificate_file}"
@@ -165,16 +182,23 @@ def load_client_certificate(context: ssl.SSLContext, app: AppSettings) -> None:
     else:
         key, chain = _pkcs12(content, password, where)
 
-    _check_pair(chain[0], key, where)
+    now = now or datetime.datetime.now(datetime.UTC)
+    _check_pair(chain[0], key, where, now)
     _load(context, chain, key)
-    log.info(
-        "client certificate loaded",
-        extra={
-            "app": app.bundle_id,
-            "subject_uid": _subject_uid(chain[0]),
-            "not_valid_after": chain[0].not_valid_after_utc.isoformat(),
-        },
-    )
+    expires = chain[0].not_valid_after_utc
+    fields = {
+        "app": app.bundle_id,
+        "subject_uid": _subject_uid(chain[0]),
+        "not_valid_after": expires.isoformat(),
+    }
+    if expires <= now:
+        log.warning(
+            "client certificate expired; the app's requests fail until it is renewed",
+            extra=fields,
+        )
+    else:
+        log.info("client certificate loaded", extra=fields)
+    return expires
 
 
 def _read(path: Path, where: str) -> bytes:
@@ -244,16 +268,16 @@ def _pkcs12(
     return key, [certificate, *extra]
 
 
-def _check_pair(certificate: x509.Certificate, key: _ClientKey, where: str) -> None:
+def _check_pair(
+    certificate: x509.Certificate,
+    key: _ClientKey,
+    where: str,
+    now: datetime.datetime,
+) -> None:
     if _public_bytes(certificate.public_key()) != _public_bytes(key.public_key()):
         raise ConfigurationError(f"{where}: the private key is not the certificate's")
 
-    now = datetime.datetime.now(datetime.UTC)
-    if certificate.not_valid_after_utc < now:
-        raise ConfigurationError(
-            f"{where}: the certificate expired on "
-            f"{certificate.not_valid_after_utc:%Y-%m-%d}"
-        )
+    # Expired is not checked here: see `load_client_certificate`.
     if certificate.not_valid_before_utc > now:
         raise ConfigurationError(
             f"{where}: the certificate is valid only from "

@@ -23,6 +23,7 @@ from typing import Protocol
 from hpack.exceptions import HPACKError
 
 from connector.apns.header_block import ResponseHeaderDecoder
+from connector.errors import ConnectorError
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # The frame size every peer must accept, and the most we announce we accept.
@@ -88,7 +89,7 @@ class Setting(enum.IntEnum):
     MAX_HEADER_LIST_SIZE = 0x6
 
 
-class FramingError(Exception):
+class FramingError(ConnectorError):
     """The peer broke HTTP/2's rules; the connection ends with `code`."""
 
     def __init__(self, code: ErrorCode, message: str) -> None:

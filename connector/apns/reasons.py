@@ -138,7 +138,12 @@ of a development build is a BadDeviceToken in production, and the other way roun
 
 
 def classify(status: int, reason: str | None) -> Verdict:
-    """The verdict for an answer; an unknown reason is a permanent rejection."""
+    """The verdict for an answer; an unknown reason is a permanent rejection.
+
+    The answers the APNs client gives itself for a credential it knows APNs would
+    refuse (`LocalReason.CERTIFICATE_EXPIRED`, `CERTIFICATE_REJECTED`) are classified
+    here too, as configuration problems.
+    """
     if status == 200:
         return Verdict.DELIVERED
     if reason is None:
@@ -147,7 +152,7 @@ def classify(status: int, reason: str | None) -> Verdict:
     try:
         known = Reason(reason)
     except ValueError:
-        return Verdict.PERMANENT
+        return _LOCAL_VERDICTS.get(reason, Verdict.PERMANENT)
     return _VERDICTS.get(known, Verdict.PERMANENT)
 
 
@@ -164,3 +169,36 @@ class LocalReason(enum.StrEnum):
     EXPIRED = "Expired"
     # The aps dictionary or custom data break Apple's rules; `detail` names the key.
     INVALID_PAYLOAD = "InvalidPayload"
+    # The app's client certificate is past its expiry date: nothing is sent with it.
+    CERTIFICATE_EXPIRED = "CertificateExpired"
+    # APNs refused the app's client certificate during the TLS handshake (revoked,
+    # not issued by Apple, or of another kind); nothing can be sent with it.
+    CERTIFICATE_REJECTED = "CertificateRejected"
+
+
+_LOCAL_VERDICTS: dict[str, Verdict] = {
+    LocalReason.CERTIFICATE_EXPIRED: Verdict.CONFIGURATION,
+    LocalReason.CERTIFICATE_REJECTED: Verdict.CONFIGURATION,
+}
+
+# The TLS alerts a server sends when it refuses the client's certificate, by the
+# names OpenSSL puts into its error messages, and what each means for the app.
+_CERTIFICATE_ALERTS = {
+    "ALERT_CERTIFICATE_EXPIRED": LocalReason.CERTIFICATE_EXPIRED,
+    "ALERT_CERTIFICATE_REVOKED": LocalReason.CERTIFICATE_REJECTED,
+    "ALERT_BAD_CERTIFICATE": LocalReason.CERTIFICATE_REJECTED,
+    "ALERT_UNSUPPORTED_CERTIFICATE": LocalReason.CERTIFICATE_REJECTED,
+    "ALERT_CERTIFICATE_UNKNOWN": LocalReason.CERTIFICATE_REJECTED,
+    "ALERT_UNKNOWN_CA": LocalReason.CERTIFICATE_REJECTED,
+    "ALERT_CERTIFICATE_REQUIRED": LocalReason.CERTIFICATE_REJECTED,
+}
+
+
+def certificate_refusal(error: str) -> LocalReason | None:
+    """The reason for a failed connection whose error names a TLS alert refusing
+    the client certificate (`[SSL: SSLV3_ALERT_CERTIFICATE_EXPIRED] ...`), else None.
+    """
+    for alert, reason in _CERTIFICATE_ALERTS.items():
+        if alert in error:
+            return reason
+    return None

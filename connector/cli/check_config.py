@@ -84,7 +84,11 @@ async def _load_credentials(settings: Settings) -> None:
             raise ConfigurationError(
                 f"app {app.bundle_id}: TLS settings cannot be loaded: {exc}"
             ) from exc
+        # `run` starts with it, failing only this app's requests; a check says so.
+        problem = client.credential_problem()
         await client.aclose()
+        if problem is not None:
+            raise ConfigurationError(f"app {app.bundle_id}: {problem.detail}")
         print(f"app {app.bundle_id}: {_app_line(app)}")
 
 

@@ -49,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not 0 <= arguments.port <= 65535:
             raise ConfigurationError(f"--port must be 0 to 65535, got {arguments.port}")
         signing_keys = _signing_keys(arguments.signing_key)
+        revoked_keys = _revoked_keys(arguments.revoked_key, signing_keys)
         unregistered = _unregistered(arguments.unregistered_file)
         # Files are generated only once everything else has been found right.
         tls = _tls_identity(arguments.tls_dir, arguments.host)
@@ -57,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             host=arguments.host,
             port=arguments.port,
             signing_keys=signing_keys,
+            revoked_keys=revoked_keys,
             unregistered=unregistered,
             topics=arguments.topic or None,
             max_concurrent_streams=arguments.max_streams,
@@ -90,6 +92,16 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="TEAM_ID:KEY_ID:PATH",
         help="accept tokens signed by this key (public PEM or .p8); repeatable",
+    )
+    parser.add_argument(
+        "--revoked-key",
+        action="append",
+        default=[],
+        metavar="KEY_ID",
+        help=(
+            "a --signing-key Apple no longer accepts: its tokens get 403 "
+            "InvalidProviderToken; repeatable"
+        ),
     )
     parser.add_argument(
         "--unregistered-file",
@@ -242,6 +254,17 @@ def _signing_keys(specs: Sequence[str]) -> dict[str, tuple[str, bytes]]:
             ),
         )
     return keys
+
+
+def _revoked_keys(
+    key_ids: Sequence[str], signing_keys: dict[str, tuple[str, bytes]]
+) -> set[str]:
+    for key_id in key_ids:
+        if key_id not in signing_keys:
+            raise ConfigurationError(
+                f"--revoked-key: {key_id} is not the key id of a --signing-key"
+            )
+    return set(key_ids)
 
 
 def _unregistered(path: Path | None) -> dict[str, int]:

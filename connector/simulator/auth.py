@@ -6,15 +6,17 @@ Each accepted connection gets one `ConnectionAuth`, chosen when the connection i
 `CertificateAuth` when the client presented a certificate, `TokenAuth` otherwise.
 
 Token rules are kept per connection, as Apple keeps them: a token older than an hour is
-expired; and, when `strict` is on, all tokens of a connection come from one key, and a
-connection may change its token only 20 minutes after it began using the last one.
+expired; a token signed by a revoked key is invalid, however good its signature, from
+the moment the key is revoked, on connections already open too; and, when `strict` is
+on, all tokens of a connection come from one key, and a connection may change its
+token only 20 minutes after it began using the last one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Protocol
 
 import jwt
@@ -125,8 +127,12 @@ class TokenAuth:
         clock: Callable[[], float] = time.time,
         *,
         strict: bool = False,
+        revoked: Collection[str] = (),
     ) -> None:
         self._keys = keys
+        # Key ids Apple no longer accepts; read at every request, so a key revoked
+        # while the connection is open is refused from then on.
+        self._revoked = revoked
         self._clock = clock
         self._strict = strict
         self._verified: dict[str, _Verified] = {}
@@ -155,6 +161,8 @@ class TokenAuth:
             if verified is None:
                 return Reason.INVALID_PROVIDER_TOKEN
             self._remember(token, verified)
+        if verified.key_id in self._revoked:
+            return Reason.INVALID_PROVIDER_TOKEN
 
         now = self._clock()
         if now - verified.issued_at > TOKEN_LIFETIME_S:

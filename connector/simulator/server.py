@@ -57,7 +57,8 @@ class Simulator:
     certificate issued by that CA instead of tokens (see `CertificateAuth`).
     `strict_tokens` holds token clients to Apple's per-connection rules (one key, a
     token change at most every 20 minutes); `clock` (UNIX seconds) is what token ages
-    are measured against.
+    are measured against. `revoked_keys` are key ids of `signing_keys` that Apple no
+    longer accepts: tokens they sign are answered 403 InvalidProviderToken.
     """
 
     def __init__(
@@ -75,6 +76,7 @@ class Simulator:
         strict_tokens: bool = False,
         clock: Callable[[], float] = time.time,
         faults: Faults | None = None,
+        revoked_keys: Collection[str] = (),
     ) -> None:
         if max_concurrent_streams < 1:
             raise ValueError("max_concurrent_streams must be at least 1")
@@ -85,6 +87,7 @@ class Simulator:
             key_id: SigningKey(team_id=team_id, public_key=load_public_key(pem))
             for key_id, (team_id, pem) in signing_keys.items()
         }
+        self._revoked_keys = set(revoked_keys)
         self._rules = Rules(unregistered=unregistered, injected=injected, topics=topics)
         self._ssl_context = _server_ssl_context(tls, client_ca)
         self._strict_tokens = strict_tokens
@@ -155,6 +158,20 @@ class Simulator:
         """From now on answer `token` with `reason`."""
         self._rules.inject(token, reason)
 
+    def add_signing_key(self, key_id: str, team_id: str, pem: bytes) -> None:
+        """From now on accept tokens signed by this key (public PEM or `.p8`), on
+        connections already open too, as when a team makes a new key."""
+        self._keys[key_id] = SigningKey(
+            team_id=team_id, public_key=load_public_key(pem)
+        )
+        self._revoked_keys.discard(key_id)
+
+    def revoke_key(self, key_id: str) -> None:
+        """From now on answer tokens signed by `key_id` with 403
+        InvalidProviderToken, on connections already open too, as Apple does once a
+        key is revoked in the developer account."""
+        self._revoked_keys.add(key_id)
+
     def announce_stream_limit(self, limit: int) -> None:
         """Lower or raise MAX_CONCURRENT_STREAMS on every connection, now and later."""
         self._max_concurrent_streams = limit
@@ -201,7 +218,12 @@ class Simulator:
         der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
         if der:
             return CertificateAuth(certificate_topic(der))
-        return TokenAuth(self._keys, self._clock, strict=self._strict_tokens)
+        return TokenAuth(
+            self._keys,
+            self._clock,
+            strict=self._strict_tokens,
+            revoked=self._revoked_keys,
+        )
 
     async def _wait_closed(self) -> None:
         """Wait for the connections' TLS goodbyes, cutting off the slow ones."""

@@ -165,8 +165,8 @@ class Metrics:
         self._retries.labels(app_topic=app_topic, reason=reason_label(reason)).inc()
 
     def token_minted(self, app_topic: str, count: int = 1) -> None:
-        """A provider token was signed. For the APNs client to call where it signs
-        one (`ProviderToken._mint`); until it does, the counter has no samples."""
+        """A provider token was signed: the APNs client gives each token it makes
+        this as its `minted` callback, so an app without token auth has no samples."""
         self._token_mints.labels(app_topic=app_topic).inc(count)
 
     def count_connections(self, app_topic: str, count: Callable[[], float]) -> None:

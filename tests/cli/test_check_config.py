@@ -3,10 +3,17 @@ real broker and the simulator."""
 
 from __future__ import annotations
 
+import datetime
 import socket
 from pathlib import Path
 
+from cryptography import x509
+
 from connector import stack
+from connector.simulator.credentials import (
+    write_certificate_authority,
+    write_client_certificate,
+)
 
 BUNDLE_ID = "com.example.demo"
 
@@ -100,7 +107,40 @@ async def test_check_config_with_a_missing_key_file_is_a_configuration_error(
     ran = await cli("check-config", "--config", run.config)
 
     assert ran.code == 2
-    assert ran.stderr == f"apns-connector: key file {tmp_path}/none.p8 does not exist\n"
+    assert ran.stderr == (
+        f"apns-connector: apps ({BUNDLE_ID}).key_file {tmp_path}/none.p8 does not "
+        "exist\n"
+    )
+
+
+async def test_check_config_with_an_expired_certificate_is_a_configuration_error(
+    cli, tmp_path: Path
+) -> None:
+    authority = write_certificate_authority(tmp_path / "ca")
+    expired = write_client_certificate(
+        authority, tmp_path / "cert", BUNDLE_ID, valid_for=-datetime.timedelta(days=1)
+    )
+    expired_on = x509.load_pem_x509_certificate(
+        expired.cert_path.read_bytes()
+    ).not_valid_after_utc
+    config = tmp_path / "connector.toml"
+    config.write_text(
+        f"""[[apps]]
+bundle_id = "{BUNDLE_ID}"
+auth = "certificate"
+certificate_file = "{expired.p12_path}"
+certificate_password_file = "{expired.password_path}"
+"""
+    )
+
+    ran = await cli("check-config", "--config", config)
+
+    assert ran.code == 2
+    assert [line for line in ran.lines if line.startswith("app ")] == []
+    assert ran.stderr.splitlines()[-1] == (
+        f"apns-connector: app {BUNDLE_ID}: the client certificate of {BUNDLE_ID} "
+        f"expired on {expired_on:%Y-%m-%d %H:%M:%S} UTC; renew it"
+    )
 
 
 async def test_check_config_with_a_missing_settings_file_is_a_usage_error(

@@ -8,6 +8,8 @@ import secrets
 import signal
 from pathlib import Path
 
+import pytest
+
 from connector import stack
 from connector.events import NotificationRequest, encoder
 
@@ -69,4 +71,34 @@ async def test_run_with_config_but_no_path_prints_usage(cli) -> None:
     assert (ran.code, ran.stdout) == (2, "")
     assert ran.stderr.splitlines()[-1] == (
         "apns-connector run: error: argument --config: expected one argument"
+    )
+
+
+@pytest.mark.parametrize(
+    "setting", ["ca_file", "key_file", "certificate_file"], ids=lambda s: s
+)
+async def test_run_with_a_missing_credential_file_stops_with_exit_code_2(
+    cli, credentials: stack.Credentials, tmp_path: Path, setting: str
+) -> None:
+    missing = tmp_path / "none.pem"
+    app = {
+        "bundle_id": "com.example.demo",
+        "key_file": credentials.key_file,
+        "key_id": stack.KEY_ID,
+        "team_id": stack.TEAM_ID,
+        "ca_file": credentials.cert_file,
+        setting: missing,
+    }
+    if setting == "certificate_file":
+        app["auth"] = "certificate"
+    lines = "".join(f'{name} = "{value}"\n' for name, value in app.items())
+    config = tmp_path / "connector.toml"
+    # Credentials are read before anything connects: no broker or APNs is needed.
+    config.write_text(f'[kafka]\nbootstrap = "127.0.0.1:9"\n\n[[apps]]\n{lines}')
+
+    ran = await cli("run", "--config", config)
+
+    assert (ran.code, ran.stdout) == (2, "")
+    assert ran.stderr.splitlines()[-1] == (
+        f"apns-connector: apps (com.example.demo).{setting} {missing} does not exist"
     )

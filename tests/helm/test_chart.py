@@ -155,13 +155,50 @@ def test_only_tmp_is_writable(value_set: str) -> None:
 
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
-def test_chart_creates_no_secret_and_sets_no_environment(value_set: str) -> None:
+def test_chart_creates_no_secret_and_sets_only_opentelemetry_variables(
+    value_set: str,
+) -> None:
     manifests = render(value_set)
     container = connector_container(manifests)
 
     assert "Secret" not in kinds(manifests)
-    assert "env" not in container
+    # The connector's settings are all in connector.toml; `otel` sets OTEL_* alone.
+    names = [variable["name"] for variable in container.get("env", [])]
+    assert [name for name in names if not name.startswith("OTEL_")] == []
     assert "envFrom" not in container
+
+
+def test_otel_values_become_opentelemetrys_variables() -> None:
+    assert "env" not in connector_container(render())
+    assert connector_container(render("token-two-apps"))["env"] == [
+        {
+            "name": "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "value": "http://otel-collector.observability:4318",
+        },
+        {"name": "OTEL_SERVICE_NAME", "value": "apns-connector-prod"},
+        {"name": "OTEL_TRACES_SAMPLER", "value": "parentbased_traceidratio"},
+        {"name": "OTEL_TRACES_SAMPLER_ARG", "value": "0.05"},
+        {
+            "name": "OTEL_RESOURCE_ATTRIBUTES",
+            "value": "deployment.environment=production,service.namespace=push",
+        },
+        {
+            "name": "OTEL_EXPORTER_OTLP_HEADERS",
+            "valueFrom": {
+                "secretKeyRef": {"name": "otel-collector-auth", "key": "headers"}
+            },
+        },
+    ]
+
+
+def test_only_otel_variables_pass_through_extra_env() -> None:
+    message = refusal(
+        "default",
+        "otel.extraEnv[0].name=APNS_CONNECTOR_DELIVERY__MAX_IN_FLIGHT",
+        "otel.extraEnv[0].value=5",
+    )
+
+    assert "at '/otel/extraEnv/0/name'" in message
 
 
 def test_token_credentials_are_read_only_files_of_the_existing_secret() -> None:
@@ -285,6 +322,7 @@ def test_certificate_apps_reach_the_settings(tmp_path: Path) -> None:
             certificate_password_file=(
                 f"{CREDENTIALS_DIR}/apns-certificates/shop.p12.password"
             ),
+            proxy_url="http://proxy.corp.example:3128",
         ),
         AppSettings(
             bundle_id="com.example.shop.staging",
@@ -462,6 +500,15 @@ def test_a_token_app_without_its_key_is_refused() -> None:
     )
 
     assert "at '/apps/0': missing properties 'keyFile', 'teamId'" in message
+
+
+@pytest.mark.parametrize(
+    "url", ["https://proxy:3128", "http://user:secret@proxy:3128", "proxy:3128"]
+)
+def test_a_proxy_url_the_connector_would_refuse_is_refused(url: str) -> None:
+    message = refusal("certificate", f"apps[0].proxyUrl={url}")
+
+    assert "at '/apps/0/proxyUrl'" in message
 
 
 def test_token_fields_on_a_certificate_app_are_refused() -> None:

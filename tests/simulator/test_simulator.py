@@ -520,6 +520,66 @@ async def test_rejects_provider_tokens_apple_rejects(
     assert simulator.received[0].reason == reason
 
 
+async def test_a_revoked_key_is_refused_from_then_on_on_open_connections(
+    client: httpx.AsyncClient, simulator: Simulator, credentials: Credentials
+) -> None:
+    url = f"/3/device/{TOKEN}"
+    # One token, reused on one connection: verified once, refused once revoked.
+    headers = push_headers(credentials)
+    before = await client.post(url, headers=headers, content=PAYLOAD)
+    simulator.revoke_key(KEY_ID)
+    after = await client.post(url, headers=headers, content=PAYLOAD)
+    # A new key for the team is accepted at once, on the same connection.
+    simulator.add_signing_key("NEWKEY0001", TEAM_ID, credentials.key_path.read_bytes())
+    new_key = mint(credentials.signing_key, kid="NEWKEY0001")
+    renewed = await client.post(
+        url,
+        headers=push_headers(credentials, authorization=f"bearer {new_key}"),
+        content=PAYLOAD,
+    )
+
+    assert (before.status_code, before.content) == (200, b"")
+    assert (after.status_code, after.json()) == (
+        403,
+        {"reason": Reason.INVALID_PROVIDER_TOKEN.value},
+    )
+    assert (renewed.status_code, renewed.content) == (200, b"")
+    assert len({r.connection_id for r in simulator.received}) == 1
+
+
+async def test_keys_revoked_from_the_start_are_refused(
+    credentials: Credentials,
+) -> None:
+    other_pem = write_signing_key(credentials.directory / "AuthKey_OTHERKEY01.p8")
+    other_key = serialization.load_pem_private_key(
+        (credentials.directory / "AuthKey_OTHERKEY01.p8").read_bytes(), None
+    )
+    assert isinstance(other_key, ec.EllipticCurvePrivateKey)
+    keys = {
+        KEY_ID: (TEAM_ID, credentials.public_pem),
+        "OTHERKEY01": (TEAM_ID, other_pem),
+    }
+    async with (
+        Simulator(
+            tls=credentials.identity, signing_keys=keys, revoked_keys={"OTHERKEY01"}
+        ) as apns,
+        httpx.AsyncClient(
+            http2=True, verify=trusting(credentials.identity), base_url=apns.url
+        ) as client,
+    ):
+        answers = []
+        for key, kid in ((credentials.signing_key, KEY_ID), (other_key, "OTHERKEY01")):
+            headers = push_headers(
+                credentials, authorization=f"bearer {mint(key, kid=kid)}"
+            )
+            response = await client.post(
+                f"/3/device/{TOKEN}", headers=headers, content=PAYLOAD
+            )
+            answers.append((response.status_code, response.content))
+
+    assert answers == [(200, b""), (403, b'{"reason":"InvalidProviderToken"}')]
+
+
 async def test_accepts_a_token_just_under_an_hour_old(
     client: httpx.AsyncClient, credentials: Credentials
 ) -> None:
@@ -805,6 +865,8 @@ def test_cli_serves_until_sigterm_and_exits_zero(
         *("--port", "0", "--tls-dir", str(tmp_path / "tls")),
         *("--signing-key", f"{TEAM_ID}:{KEY_ID}:{credentials.key_path}"),
         *("--signing-key", f"{TEAM_ID}:OTHERKEYID:{public_key}"),
+        *("--signing-key", f"{TEAM_ID}:REVOKEDKEY:{public_key}"),
+        *("--revoked-key", "REVOKEDKEY"),
         *("--unregistered-file", str(unregistered)),
         *("--topic", BUNDLE_ID, "--ready-file", str(ready)),
     )
@@ -829,6 +891,14 @@ def test_cli_serves_until_sigterm_and_exits_zero(
                 headers=push_headers(credentials, authorization=f"bearer {other_key}"),
                 content=PAYLOAD,
             )
+            revoked_key = mint(credentials.signing_key, kid="REVOKEDKEY")
+            revoked_answer = client.post(
+                f"/3/device/{TOKEN}",
+                headers=push_headers(
+                    credentials, authorization=f"bearer {revoked_key}"
+                ),
+                content=PAYLOAD,
+            )
     finally:
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=20)
@@ -838,6 +908,10 @@ def test_cli_serves_until_sigterm_and_exits_zero(
         "reason": Reason.UNREGISTERED.value,
         "timestamp": UNREGISTERED_MS,
     }
+    assert (revoked_answer.status_code, revoked_answer.json()) == (
+        403,
+        {"reason": Reason.INVALID_PROVIDER_TOKEN.value},
+    )
     assert process.returncode == 0, stderr
 
 
@@ -849,6 +923,13 @@ def test_cli_serves_until_sigterm_and_exits_zero(
             (
                 "apns-simulator: --signing-key must be TEAM_ID:KEY_ID:PATH, "
                 "got 'TEAM123456-KEY1234567'"
+            ),
+        ),
+        (
+            ["--revoked-key", "KEY1234567"],
+            (
+                "apns-simulator: --revoked-key: KEY1234567 is not the key id of a "
+                "--signing-key"
             ),
         ),
         (

@@ -79,8 +79,9 @@ async def test_metrics_count_a_mixed_run_exactly(
         ): 7,
         ("apns_connector_process_duration_seconds_count", ()): 8,
         ("apns_connector_in_flight", ()): 0,
-        # Eight requests need no more than one HTTP/2 connection.
+        # Eight requests need no more than one HTTP/2 connection, and it one token.
         ("apns_connector_connections_open", _labels(app_topic=APP)): 1,
+        ("apns_connector_token_mints_total", _labels(app_topic=APP)): 1,
         **{
             ("apns_connector_consumer_lag", _labels(partition=str(p))): 0
             for p in range(stack.TOPICS["apns.requests"])
