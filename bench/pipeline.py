@@ -24,7 +24,7 @@ from bench.report import progress
 from bench.senders import BUNDLE_ID, aps, device_token
 from connector import stack
 from connector.events import NotificationRequest, encoder
-from connector.kafka.topics import ensure_topics
+from connector.kafka.topics import ensure_topics, set_topic_config
 
 FRACTIONS = (0.25, 0.5, 0.75, 0.9)
 # A run that writes no outcome for this long is stuck; it fails instead of waiting.
@@ -173,6 +173,11 @@ async def pipeline_run(
 ) -> dict[str, Any]:
     run = stack.Run(bootstrap, state, credentials, port, BUNDLE_ID)
     await ensure_topics(bootstrap, stack.topics(run.prefix))
+    # An outcome's timestamp is then the broker's append, not the connector's send:
+    # latency includes the wait for the broker's acknowledgement.
+    await set_topic_config(
+        bootstrap, run.results, {"message.timestamp.type": "LogAppendTime"}
+    )
     stack.write_config(
         run.config,
         bootstrap=bootstrap,

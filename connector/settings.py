@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -137,11 +138,15 @@ def load(
     if path is not None:
         raw = _read_file(path)
 
-    _apply_environment(raw, environ)
+    from_environment = _apply_environment(raw, environ)
     try:
         settings = msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
-        raise ConfigurationError(f"invalid setting: {_name_setting(exc)}") from exc
+        named = _name_setting(exc)
+        variable = from_environment.get(named.partition(":")[0])
+        if variable is not None:
+            named = f"{named} (from the environment variable {variable})"
+        raise ConfigurationError(f"invalid setting: {named}") from exc
 
     _check(settings)
     return settings
@@ -159,7 +164,11 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigurationError(f"settings file {path} is not TOML: {exc}") from exc
 
 
-def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+def _apply_environment(
+    raw: dict[str, Any], environ: Mapping[str, str]
+) -> dict[str, str]:
+    """Put the variables' values in place; the variable of each setting set."""
+    applied = {}
     sections = {
         "kafka": KafkaSettings,
         "delivery": DeliverySettings,
@@ -175,6 +184,8 @@ def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
                 f"{ENV_PREFIX}<SECTION>__<NAME> with a section of {sorted(sections)}"
             )
         raw.setdefault(section, {})[field] = value
+        applied[f"{section}.{field}"] = name
+    return applied
 
 
 def _name_setting(exc: msgspec.ValidationError) -> str:
@@ -185,6 +196,9 @@ def _name_setting(exc: msgspec.ValidationError) -> str:
         return message
     return f"{where.rstrip('`')}: {problem}"
 
+
+# Apple's key ids and team ids: ten upper-case letters and digits.
+_APPLE_ID = re.compile(r"[A-Z0-9]{10}")
 
 _REQUIRED_BY_AUTH = {
     Auth.TOKEN: ("key_file", "key_id", "team_id"),
@@ -207,6 +221,15 @@ def _check(settings: Settings) -> None:
                     f"{where}.{field}: required for {app.auth.value} authentication"
                 )
 
+        if app.auth is Auth.TOKEN:
+            for field in ("key_id", "team_id"):
+                value = getattr(app, field)
+                if not _APPLE_ID.fullmatch(value):
+                    raise ConfigurationError(
+                        f"{where}.{field}: Apple's ids are 10 upper-case letters "
+                        f"and digits, not {value!r}"
+                    )
+
         # Another host (the simulator, a gateway) may listen anywhere; Apple does not.
         if app.host is None and app.port not in PORTS:
             raise ConfigurationError(
@@ -217,3 +240,12 @@ def _check(settings: Settings) -> None:
                 parse_proxy_url(app.proxy_url)
             except ValueError as exc:
                 raise ConfigurationError(f"{where}.proxy_url: {exc}") from exc
+
+
+def require_apps(settings: Settings) -> None:
+    """For the commands that deliver: without an app every request would be refused."""
+    if not settings.apps:
+        raise ConfigurationError(
+            "apps: no app is configured; add an [[apps]] table to the settings file "
+            f"(--config or {CONFIG_ENV})"
+        )

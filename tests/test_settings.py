@@ -47,7 +47,10 @@ def test_config_path_can_come_from_the_environment(tmp_path: Path) -> None:
         (
             "",
             {"APNS_CONNECTOR_DELIVERY__MAX_IN_FLIGHT": "many"},
-            "invalid setting: delivery.max_in_flight: Expected `int`, got `str`",
+            (
+                "invalid setting: delivery.max_in_flight: Expected `int`, got `str` "
+                "(from the environment variable APNS_CONNECTOR_DELIVERY__MAX_IN_FLIGHT)"
+            ),
         ),
         (
             "[delivery]\nmax_in_flight = 0\n",
@@ -68,6 +71,22 @@ def test_config_path_can_come_from_the_environment(tmp_path: Path) -> None:
             APP.replace('key_id = "KEYID12345"\n', ""),
             {},
             "apps[0] (com.example.app).key_id: required for token authentication",
+        ),
+        (
+            APP.replace('key_id = "KEYID12345"', 'key_id = "KEY"'),
+            {},
+            (
+                "apps[0] (com.example.app).key_id: Apple's ids are 10 upper-case "
+                "letters and digits, not 'KEY'"
+            ),
+        ),
+        (
+            APP.replace('team_id = "TEAMID1234"', 'team_id = "teamid1234"'),
+            {},
+            (
+                "apps[0] (com.example.app).team_id: Apple's ids are 10 upper-case "
+                "letters and digits, not 'teamid1234'"
+            ),
         ),
         (
             APP + APP,

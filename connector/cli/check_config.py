@@ -25,7 +25,13 @@ from connector.cli import exits
 from connector.cli.options import config_source, load_settings
 from connector.errors import ConfigurationError
 from connector.producer import kafka_problem
-from connector.settings import AppSettings, Auth, KafkaSettings, Settings
+from connector.settings import (
+    AppSettings,
+    Auth,
+    KafkaSettings,
+    Settings,
+    require_apps,
+)
 
 DESCRIPTION = """\
 Load the settings and every app's credentials as `run` does, and report them. With
@@ -62,6 +68,7 @@ def register(
 
 def execute(args: argparse.Namespace) -> int:
     settings = load_settings(args)
+    require_apps(settings)
     print(f"settings: {config_source(args.config)}")
     print(f"kafka: {_kafka_line(settings.kafka)}")
     return asyncio.run(_check(settings, connect=args.connect))

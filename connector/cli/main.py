@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # The simulator parses its own command line, --help included.
     if arguments[:1] == ["simulator"]:
-        return simulator.main(arguments[1:])
+        return simulator.main(arguments[1:], prog=f"{PROG} simulator")
 
     root = parser()
     args, unknown = root.parse_known_args(arguments)
@@ -57,6 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _stop(f"kafka: {exc}", exits.FAILURE)
     except KeyboardInterrupt:
         return _stop("interrupted", exits.INTERRUPTED)
+    except BrokenPipeError:
+        # The reader went away (`| head`): what is left to print goes nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return exits.FAILURE
     except Exception as exc:
         # A bug: one line here, the traceback in the logs at debug level.
         log.debug("unexpected error", exc_info=True)
@@ -122,6 +127,7 @@ def _register_run(
 
 def _run(args: argparse.Namespace) -> int:
     loaded = settings.load(args.config)
+    settings.require_apps(loaded)
     logs.configure(args.log_level or loaded.telemetry.log_level)
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

@@ -87,7 +87,8 @@ def execute(args: argparse.Namespace) -> int:
     disable = None if args.progress is None else not args.progress
     asyncio.run(_publish(producer, lines, disable))
 
-    print(f"produced {len(lines)} requests to {producer.requests_topic}")
+    noun = "request" if len(lines) == 1 else "requests"
+    print(f"produced {len(lines)} {noun} to {producer.requests_topic}")
     return exits.OK
 
 

@@ -2,7 +2,8 @@
 
 ``start`` leaves the broker running in the background after the command exits, writes
 ``pid`` and ``bootstrap`` into the state dir and prints the bootstrap as the only line
-on stdout, so scripts can read it::
+on stdout, so scripts can read it. The broker creates no topic by itself, so ``start``
+creates the connector's four (``--no-topics`` leaves that to you)::
 
     BOOTSTRAP=$(python -m connector.kafka.broker start --state-dir .state/kafka)
     python -m connector.kafka.broker stop --state-dir .state/kafka
@@ -11,6 +12,7 @@ on stdout, so scripts can read it::
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import signal
@@ -18,7 +20,9 @@ import sys
 import time
 from pathlib import Path
 
+from connector import stack
 from connector.kafka.broker import KAFKA_VERSION, BrokerError, LocalBroker, ensure_jars
+from connector.kafka.topics import TopicError, ensure_topics
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +36,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fetch":
             print(ensure_jars(args.version))
         elif args.command == "start":
-            print(start(args.state_dir, version=args.version, heap_mb=args.heap_mb))
+            bootstrap = start(
+                args.state_dir, version=args.version, heap_mb=args.heap_mb
+            )
+            if args.topics:
+                asyncio.run(ensure_topics(bootstrap, stack.topics()))
+            print(bootstrap)
         else:
             stop(args.state_dir)
-    except BrokerError as error:
+    except (BrokerError, TopicError) as error:
         print(error, file=sys.stderr)
         return 1
     return 0
@@ -124,6 +133,12 @@ def _parser() -> argparse.ArgumentParser:
     for command in (start, stop):
         command.add_argument("--state-dir", type=Path, required=True)
     start.add_argument("--heap-mb", type=int, default=384)
+    start.add_argument(
+        "--no-topics",
+        dest="topics",
+        action="store_false",
+        help=f"do not create the topics {', '.join(stack.TOPICS)}",
+    )
     return parser
 
 

@@ -36,8 +36,10 @@ _DEFAULT_HOSTNAMES = ("localhost", "127.0.0.1")
 _WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    arguments = _parser().parse_args(argv)
+def main(
+    argv: Sequence[str] | None = None, prog: str = "python -m connector.simulator"
+) -> int:
+    arguments = _parser(prog).parse_args(argv)
     logging.basicConfig(
         level=arguments.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
@@ -71,9 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m connector.simulator",
+        prog=prog,
         description="A local APNs look-alike (TLS, HTTP/2) for integration tests.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")

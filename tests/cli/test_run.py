@@ -65,6 +65,19 @@ async def test_run_with_a_missing_settings_file_stops_with_exit_code_2(
     )
 
 
+async def test_run_without_an_app_stops_with_exit_code_2(cli, tmp_path: Path) -> None:
+    config = tmp_path / "connector.toml"
+    config.write_text('[kafka]\nbootstrap = "127.0.0.1:9"\n')
+
+    ran = await cli("run", "--config", config)
+
+    assert (ran.code, ran.stdout) == (2, "")
+    assert ran.stderr == (
+        "apns-connector: apps: no app is configured; add an [[apps]] table to the "
+        "settings file (--config or APNS_CONNECTOR_CONFIG)\n"
+    )
+
+
 async def test_run_with_config_but_no_path_prints_usage(cli) -> None:
     ran = await cli("run", "--config")
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from connector import schemas
@@ -69,3 +72,21 @@ async def test_schemas_of_an_unknown_event_prints_usage(cli) -> None:
         "(choose from 'notification-request', 'outcome', 'invalid-token', "
         "'dead-letter')"
     )
+
+
+def test_a_reader_gone_away_ends_the_command_quietly() -> None:
+    # As with `| head -1`: the pipe's reading end is closed before anything is written.
+    reading, writing = os.pipe()
+    os.close(reading)
+    try:
+        ran = subprocess.run(
+            [sys.executable, "-m", "connector", "schemas"],
+            stdout=writing,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(writing)
+
+    assert (ran.returncode, ran.stderr) == (1, b"")

@@ -215,6 +215,21 @@ def broker_command(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+async def partition_counts(bootstrap: str) -> dict[str, int]:
+    """Every topic of the broker but Kafka's own, with its number of partitions."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics()
+        return {
+            topic["topic"]: len(topic["partitions"])
+            for topic in described
+            if not topic["topic"].startswith("__")
+        }
+    finally:
+        await admin.close()
+
+
 def test_command_line_starts_a_detached_broker_and_stops_it(tmp_path: Path) -> None:
     state_dir = tmp_path / "kafka"
     try:
@@ -225,6 +240,12 @@ def test_command_line_starts_a_detached_broker_and_stops_it(tmp_path: Path) -> N
         assert (state_dir / "bootstrap").read_text() == f"{bootstrap}\n"
         pid = running_pid(state_dir)
         assert pid == int((state_dir / "pid").read_text())
+        assert asyncio.run(partition_counts(bootstrap)) == {
+            "apns.requests": 4,
+            "apns.results": 4,
+            "apns.invalid-tokens": 1,
+            "apns.requests.dlq": 1,
+        }
 
         # The broker outlived the command, and a second start finds it.
         again = broker_command("start", "--state-dir", str(state_dir))
