@@ -225,6 +225,9 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
                     status=Status.REJECTED,
                     reason=LocalReason.MALFORMED_REQUEST.value,
                     detail=str(exc),
+                    timings=msgspec.structs.replace(
+                        outcome.timings, completed_ms=now_ms()
+                    ),
                 )
             )
 

@@ -83,6 +83,12 @@ async def test_every_request_gets_its_one_outcome(
         "push-type": ("rejected", "MalformedRequest", None),
     }
     assert outcomes["dead"]["invalidated_at_ms"] == UNREGISTERED_AT_MS
+    # Every outcome, a local rejection's too, says when it was consumed and completed.
+    assert [
+        rid
+        for rid, o in outcomes.items()
+        if not 0 < o["timings"]["consumed_ms"] <= o["timings"]["completed_ms"]
+    ] == []
     assert outcomes["no-token"]["detail"] == (
         "invalid request: Object missing required field `device_token`"
     )

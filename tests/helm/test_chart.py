@@ -350,6 +350,31 @@ def test_large_numbers_are_written_as_integers(tmp_path: Path) -> None:
     assert load_settings(manifests, tmp_path).delivery.max_in_flight == 1_000_000
 
 
+def test_every_delivery_value_reaches_the_settings(tmp_path: Path) -> None:
+    manifests = render(
+        "default",
+        "delivery.maxInFlight=250",
+        "delivery.requestTimeoutSeconds=5",
+        "delivery.maxAttempts=4",
+        "delivery.retryBackoffSeconds=1",
+        "delivery.retryBudgetSeconds=45",
+        "delivery.maxConnectionsPerApp=8",
+        "delivery.pingIntervalSeconds=120",
+        "delivery.drainTimeoutSeconds=12",
+    )
+
+    assert load_settings(manifests, tmp_path).delivery == settings.DeliverySettings(
+        max_in_flight=250,
+        request_timeout_s=5.0,
+        max_attempts=4,
+        retry_backoff_s=1.0,
+        retry_budget_s=45.0,
+        max_connections_per_app=8,
+        ping_interval_s=120.0,
+        drain_timeout_s=12.0,
+    )
+
+
 def test_probes_and_service_follow_the_telemetry_port(tmp_path: Path) -> None:
     manifests = render("keda")
     container = connector_container(manifests)
