@@ -92,7 +92,7 @@ class Delivery:
             # The app cannot send at all (its certificate expired): Apple is not
             # asked, and the outcome says what to fix.
             return Result(
-                _replace(
+                completed(
                     outcome,
                     status=Status.FAILED,
                     reason=problem.reason.value,
@@ -145,7 +145,7 @@ class Delivery:
                 delay_s = self._backoff_s(attempt)
                 if attempt == attempts or time.monotonic() + delay_s > budget_ends:
                     return Result(
-                        _replace(
+                        completed(
                             outcome,
                             status=Status.FAILED,
                             reason=LocalReason.DELIVERY_FAILED.value,
@@ -206,7 +206,7 @@ class Delivery:
         outcome: Outcome,
         attempt: int,
     ) -> Result:
-        answered = _replace(
+        answered = completed(
             outcome,
             status=_STATUS_OF_VERDICT[verdict],
             reason=response.reason,
@@ -260,7 +260,7 @@ _ENVIRONMENT_HINT = (
 
 
 def _expired(outcome: Outcome, notification: Notification, attempts: int) -> Outcome:
-    return _replace(
+    return completed(
         outcome,
         status=Status.EXPIRED,
         reason=LocalReason.EXPIRED.value,
@@ -271,10 +271,11 @@ def _expired(outcome: Outcome, notification: Notification, attempts: int) -> Out
 
 
 def _rejected(outcome: Outcome, reason: str, detail: str) -> Outcome:
-    return _replace(outcome, status=Status.REJECTED, reason=reason, detail=detail)
+    return completed(outcome, status=Status.REJECTED, reason=reason, detail=detail)
 
 
-def _replace(outcome: Outcome, **changes: object) -> Outcome:
+def completed(outcome: Outcome, **changes: object) -> Outcome:
+    """`outcome` with `changes`, stamped with the time it was completed."""
     changed = msgspec.structs.replace(outcome, **changes)
     return msgspec.structs.replace(
         changed, timings=msgspec.structs.replace(outcome.timings, completed_ms=now_ms())

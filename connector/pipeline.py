@@ -21,7 +21,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from connector.apns.reasons import LocalReason
-from connector.delivery import Delivery, Result, now_ms
+from connector.delivery import Delivery, Result, completed, now_ms
 from connector.errors import DecodeError
 from connector.events import (
     DEAD_LETTER_MAX_VALUE_BYTES,
@@ -220,14 +220,11 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
                 extra={"partition": record.partition, "offset": record.offset},
             )
             return Result(
-                outcome=_with(
+                outcome=completed(
                     outcome,
                     status=Status.REJECTED,
                     reason=LocalReason.MALFORMED_REQUEST.value,
                     detail=str(exc),
-                    timings=msgspec.structs.replace(
-                        outcome.timings, completed_ms=now_ms()
-                    ),
                 )
             )
 
